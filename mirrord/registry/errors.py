@@ -1,0 +1,84 @@
+"""Errors of the registry layer. One tree; HTTP statuses and registry error codes are mapped to it
+in exactly one function (:func:`mirrord.registry.client.error_from_response`).
+
+    RegistryError                 base: carries the registry, repository, reference and status
+    ├── AuthError                 401 / 403, UNAUTHORIZED, DENIED, or no usable credentials
+    ├── NotFound                  404, MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN
+    ├── RateLimited               429 TOOMANYREQUESTS (``retry_after`` seconds when sent)
+    ├── ServerError               5xx
+    ├── RequestRejected           any other 4xx (MANIFEST_INVALID, DIGEST_INVALID, SIZE_INVALID, ...)
+    ├── TransportError            connection refused/reset, TLS failure, timeout, stalled transfer
+    ├── DigestMismatch            content did not match its digest or size
+    └── ProtocolError             a response that breaks the protocol (bad header, bad JSON)
+
+Messages never contain credentials or tokens.
+"""
+
+from __future__ import annotations
+
+from mirrord.errors import MirrordError
+
+
+class RegistryError(MirrordError):
+    """A registry (or OCI layout) operation failed.
+
+    ``retryable`` tells callers whether repeating the same operation may succeed.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.registry = registry
+        self.repository = repository
+        self.reference = reference
+        self.status = status
+        self.code = code
+
+
+class AuthError(RegistryError):
+    """Authentication or authorisation failed."""
+
+
+class NotFound(RegistryError):
+    """The manifest, blob, repository or upload does not exist."""
+
+
+class RateLimited(RegistryError):
+    """429 Too Many Requests; ``retry_after`` is the server's hint in seconds, if any."""
+
+    retryable = True
+    retry_after: float | None = None
+
+
+class ServerError(RegistryError):
+    """5xx from the registry."""
+
+    retryable = True
+
+
+class RequestRejected(RegistryError):
+    """Any other 4xx: the registry refused the request as made."""
+
+
+class TransportError(RegistryError):
+    """The connection failed, timed out or stalled."""
+
+    retryable = True
+
+
+class DigestMismatch(RegistryError):
+    """Content did not match the digest (or size) it was addressed by."""
+
+
+class ProtocolError(RegistryError):
+    """The registry answered something the protocol does not allow."""
