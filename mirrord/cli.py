@@ -1,0 +1,260 @@
+"""Command line: ``mirrord sync | run | copy | check | version``.
+
+Exit status: 0 success, 1 some image failed (the rest still ran), 2 invalid plan or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from mirrord import __version__
+from mirrord.events import EventBus
+from mirrord.logs import LogFormat, default_format, event_logger, setup_logging
+
+log = logging.getLogger("mirrord")
+
+DEFAULT_PLAN = "/etc/mirrord/mirrord.yaml"
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def _default_plan() -> str:
+    return os.environ.get("MIRRORD_CONFIG") or DEFAULT_PLAN
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="mirrord", description="Container registry mirroring daemon")
+    parser.add_argument("--log-format", choices=["text", "json"], help="default: text on a terminal")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every blob and manifest")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("version", help="print the version")
+
+    check = sub.add_parser("check", help="validate the plan offline and print it resolved")
+    check.add_argument("-c", "--config", default=None, help="plan file ($MIRRORD_CONFIG, /etc/mirrord/...)")
+
+    sync = sub.add_parser("sync", help="one pass over every entry, then exit")
+    sync.add_argument("-c", "--config", default=None)
+    sync.add_argument("--dry-run", action="store_true", help="resolve and compare; write nothing")
+    sync.add_argument("--entry", action="append", default=[], metavar="NAME", help="only this entry")
+    sync.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
+    sync.add_argument("--shard", metavar="K/N", help="only the entries of shard K of N")
+    sync.add_argument("--no-progress", action="store_true", help="no progress bars on a terminal")
+
+    run = sub.add_parser("run", help="the daemon: schedule entries, serve HTTP")
+    run.add_argument("-c", "--config", default=None)
+    run.add_argument("--shard", metavar="K/N", help="shard K of N (default: $MIRRORD_SHARD)")
+    run.add_argument("--grace", type=float, default=30.0, help="seconds copies may finish at shutdown")
+    run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
+
+    copy = sub.add_parser("copy", help="copy one image or index with everything it references")
+    copy.add_argument("source", metavar="SRC")
+    copy.add_argument("destination", metavar="DST")
+    copy.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]")
+    copy.add_argument("-c", "--config", default=None, help="plan whose registries: settings to use")
+    copy.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mirrord`` console script."""
+    args = build_parser().parse_args(argv)
+    fmt: LogFormat = args.log_format or ("json" if args.command == "run" else default_format())
+    setup_logging(fmt, level=logging.DEBUG if args.verbose and args.command == "run" else logging.INFO)
+    try:
+        return _dispatch(args, fmt)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, fmt: LogFormat) -> int:
+    if args.command == "version":
+        print(f"mirrord {__version__}")
+        return EXIT_OK
+    if args.command == "check":
+        return _check(args.config or _default_plan())
+    if args.command == "sync":
+        return _run_async(_sync(args, fmt))
+    if args.command == "copy":
+        return _run_async(_copy(args, fmt))
+    if args.command == "run":
+        return _run_daemon(args)
+    raise AssertionError(args.command)
+
+
+def _run_async(coro: Any) -> int:
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        result: int = asyncio.run(coro)
+    else:
+        result = uvloop.run(coro)
+    return result
+
+
+def _load(path: str) -> Any:
+    from mirrord.plan import PlanError, check_secrets, load_plan
+
+    try:
+        plan = load_plan(path)
+        check_secrets(plan)
+    except PlanError as exc:
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"mirrord: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return plan
+
+
+def _check(path: str) -> int:
+    from mirrord.plan import plan_to_dict
+
+    plan = _load(path)
+    if plan is None:
+        return EXIT_INVALID
+    import yaml
+
+    print(yaml.safe_dump(plan_to_dict(plan), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    from mirrord.sync import parse_shard
+
+    return parse_shard(text) if text else None
+
+
+def _bus(fmt: LogFormat, verbose: bool, stack: ExitStack, progress: bool) -> EventBus:
+    bus = EventBus()
+    if progress and sys.stderr.isatty():
+        from mirrord.progress import ProgressBars
+
+        bars = stack.enter_context(ProgressBars())
+        bus.subscribe(bars.on_event)
+    else:
+        bus.subscribe(event_logger(verbose=verbose or fmt == "json"))
+    return bus
+
+
+async def _sync(args: argparse.Namespace, fmt: LogFormat) -> int:
+    from mirrord.registry.hub import Registries
+    from mirrord.sync import SyncRunner, shard_entries
+
+    plan = _load(args.config or _default_plan())
+    if plan is None:
+        return EXIT_INVALID
+    try:
+        entries = shard_entries([plan.entry(n) for n in args.entry] or plan.entries, _shard(args.shard))
+    except (KeyError, ValueError) as exc:
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    with ExitStack() as stack:
+        bus = _bus(fmt, args.verbose, stack, not args.no_progress and not args.dry_run)
+        async with Registries(plan.registries, events=bus) as registries:
+            runner = SyncRunner(plan, registries, events=bus)
+            reports = await runner.run_pass(entries, dry_run=args.dry_run)
+    if args.report:
+        _write_report(args.report, reports)
+    _print_summary(reports, dry_run=args.dry_run)
+    failed = any(not r.ok for r in reports)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _write_report(path: str, reports: Sequence[Any]) -> None:
+    body = {
+        "version": __version__,
+        "entries": [
+            {"entry": r.entry, "ok": r.ok, "error": r.error, "started": r.started, "finished": r.finished}
+            for r in reports
+        ],
+        "images": [i.to_json() for r in reports for i in r.images],
+    }
+    tmp = Path(path + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
+    for r in reports:
+        if r.error:
+            print(f"{r.entry}: FAILED: {r.error}")
+        for i in r.images:
+            line = f"{r.entry}: {i.result:<10} {i.source}"
+            if i.source_digest:
+                line += f" {i.source_digest}"
+            if i.error:
+                line += f" error: {i.error}"
+            print(line)
+    counts: dict[str, int] = {}
+    for r in reports:
+        for i in r.images:
+            counts[i.result] = counts.get(i.result, 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to do"
+    print(("dry run: " if dry_run else "") + summary)
+
+
+async def _copy(args: argparse.Namespace, fmt: LogFormat) -> int:
+    from mirrord.copy.engine import CopyEngine, CopyRequest, Target
+    from mirrord.oci import OCIError, Platform
+    from mirrord.registry.hub import Registries
+
+    settings: Any = {}
+    if args.config:
+        plan = _load(args.config)
+        if plan is None:
+            return EXIT_INVALID
+        settings = plan.registries
+    with ExitStack() as stack:
+        bus = _bus(fmt, args.verbose, stack, not args.no_progress)
+        async with Registries(settings, events=bus) as registries:
+            try:
+                platforms = tuple(Platform.parse(p) for p in args.platform) or None
+                source, version = registries.open(args.source)
+                target, target_version = registries.open(args.destination)
+            except OCIError as exc:
+                print(f"mirrord: {exc}", file=sys.stderr)
+                return EXIT_INVALID
+            version = version or "latest"
+            tag = target_version or (None if ":" in version else version)
+            request = CopyRequest(
+                source=source,
+                reference=version,
+                targets=(Target(repository=target, tag=tag),),
+                platforms=platforms,
+                force=True,
+            )
+            result = await CopyEngine(events=bus).copy(request)
+    if result.outcome == "failed":
+        print(f"mirrord: copy failed: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    for old, new in result.digest_map.items():
+        print(f"rewritten {old} -> {new}")
+    for name, digest in result.target_digests.items():
+        print(f"{name} {digest}")
+    return EXIT_OK
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from mirrord.service import Service
+
+    try:
+        shard = _shard(args.shard or os.environ.get("MIRRORD_SHARD"))
+        listen = None
+        if args.listen:
+            host, _, port = args.listen.rpartition(":")
+            listen = (host or "0.0.0.0", int(port))
+    except ValueError as exc:
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    service = Service(args.config or _default_plan(), shard=shard, grace=args.grace, listen=listen)
+    return _run_async(service.run())

@@ -1,0 +1,240 @@
+"""The daemon's composition root: plan, registries, engine passes, scheduler, HTTP, signals, systemd.
+
+``Service.run`` returns the process exit status: 0 after a clean shutdown, 2 when the plan is invalid
+at start. SIGHUP reloads the plan (a bad plan is logged and the old one keeps running); SIGTERM and
+SIGINT stop starting new work, give copies in flight ``grace`` seconds, cancel the rest, and return 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mirrord import __version__
+from mirrord.events import EventBus
+from mirrord.logs import event_logger
+from mirrord.metrics import Metrics
+from mirrord.plan import Entry, Plan, PlanError, load_plan
+from mirrord.registry.hub import Registries
+from mirrord.scheduler import Scheduler
+from mirrord.sync import EntryReport, SyncRunner, shard_entries
+from mirrord.systemd import Notifier, watchdog_interval
+from mirrord.web import make_app, start_server
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EntryStatus:
+    """What ``/status`` says about one entry."""
+
+    interval: float
+    last_start: float | None = None
+    last_end: float | None = None
+    last_success: float | None = None
+    result: str | None = None
+    copied: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    bytes: int = 0
+    last_error: str | None = None
+    runs: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    """The long-running daemon. Construct, then ``await run()``."""
+
+    def __init__(
+        self,
+        plan_path: str | Path,
+        *,
+        shard: tuple[int, int] | None = None,
+        grace: float = 30.0,
+        listen: tuple[str, int] | None = None,
+    ) -> None:
+        self.plan_path = str(plan_path)
+        self.shard = shard
+        self.grace = grace
+        self.listen = listen
+        self.events = EventBus()
+        self.metrics = Metrics()
+        self.metrics.subscribe(self.events)
+        self.events.subscribe(event_logger())
+        self.notifier = Notifier()
+        self.started = time.time()
+        self.plan: Plan | None = None
+        self.port: int | None = None
+        self._entries: dict[str, Entry] = {}
+        self._status: dict[str, EntryStatus] = {}
+        self._runner: SyncRunner | None = None
+        self._registries: Registries | None = None
+        self._stopping = asyncio.Event()
+        self._ready = False
+        self.scheduler = Scheduler(self._run_entry)
+
+    # -- ServiceState for the web app ---------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        """Loaded and serving, and no entry's last success older than 3 intervals."""
+        if not self._ready or self._stopping.is_set():
+            return False
+        now = time.time()
+        for st in self._status.values():
+            since = st.last_success or self.started
+            if now - since > 3 * st.interval:
+                return False
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` body: per entry timing, result, counts, next run, last error."""
+        entries = {}
+        for name, st in self._status.items():
+            next_run = self.scheduler.next_run(name)
+            entries[name] = {
+                "last_start": st.last_start,
+                "last_end": st.last_end,
+                "last_success": st.last_success,
+                "result": st.result,
+                "running": self.scheduler.running(name),
+                "images": {"copied": st.copied, "unchanged": st.unchanged, "failed": st.failed},
+                "bytes": st.bytes,
+                "next_run": None if next_run is None else time.time() + max(0.0, next_run - time.monotonic()),
+                "last_error": st.last_error,
+                "interval": st.interval,
+                "runs": st.runs,
+            }
+        return {"version": __version__, "plan": self.plan_path, "ready": self.is_ready(), "entries": entries}
+
+    def trigger(self, entry: str | None) -> bool:
+        """Start a pass now (one entry or all); False for an unknown entry."""
+        if entry is not None and entry not in self._entries:
+            return False
+        return self.scheduler.trigger(entry)
+
+    # -- running ------------------------------------------------------------------------------------
+
+    def _load(self) -> Plan:
+        plan = load_plan(self.plan_path)
+        entries = shard_entries(plan.entries, self.shard)
+        self._entries = {e.name: e for e in entries}
+        for name in list(self._status):
+            if name not in self._entries:
+                del self._status[name]
+        for e in entries:
+            self._status.setdefault(e.name, EntryStatus(interval=e.interval)).interval = e.interval
+        self.metrics.declare_entries(list(self._entries))
+        return plan
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; the exit status."""
+        try:
+            self.plan = self._load()
+        except PlanError as exc:
+            log.error("invalid plan", extra={"fields": {"error": str(exc)}})
+            return 2
+        async with Registries(self.plan.registries, events=self.events) as registries:
+            self._registries = registries
+            self._runner = SyncRunner(self.plan, registries, events=self.events)
+            runner, self.port = await self._start_http(self.plan)
+            try:
+                self._install_signals()
+                self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
+                self._ready = True
+                self.notifier.ready()
+                log.info(
+                    "mirrord running", extra={"fields": {"port": self.port, "entries": len(self._entries)}}
+                )
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self.scheduler.run())
+                    group.create_task(self._watchdog())
+                    group.create_task(self._stop_on_signal())
+            finally:
+                await runner.cleanup()
+        log.info("mirrord stopped")
+        return 0
+
+    async def _start_http(self, plan: Plan) -> tuple[Any, int]:
+        host, port = self.listen or (plan.server.host, plan.server.port)
+        app = make_app(self, self.metrics, trigger_token=self._trigger_token)
+        return await start_server(app, host, port)
+
+    def _trigger_token(self) -> str | None:
+        token_file = self.plan.server.trigger_token_file if self.plan else None
+        if not token_file:
+            return None
+        return Path(token_file).read_text().strip() or None
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+
+    async def _stop_on_signal(self) -> None:
+        await self._stopping.wait()
+        log.info("stopping", extra={"fields": {"grace": self.grace}})
+        self._ready = False
+        self.notifier.stopping()
+        self.scheduler.stop()
+        await self.scheduler.drain(self.grace)
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            await self._stopping.wait()
+            return
+        while not self._stopping.is_set():
+            self.notifier.watchdog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    def reload(self) -> None:
+        """SIGHUP: load the plan again; keep the old one when the new one is invalid."""
+        self.notifier.reloading()
+        try:
+            plan = self._load_checked()
+        except PlanError as exc:
+            log.error("reload rejected, keeping the running plan", extra={"fields": {"error": str(exc)}})
+        else:
+            self.plan = plan
+            if self._registries is not None:
+                self._registries.update_settings(plan.registries)
+                self._runner = SyncRunner(plan, self._registries, events=self.events)
+            self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
+            log.info("plan reloaded", extra={"fields": {"entries": len(self._entries)}})
+        self.notifier.ready()
+
+    def _load_checked(self) -> Plan:
+        # Validate fully before touching the running state.
+        load_plan(self.plan_path)
+        return self._load()
+
+    async def _run_entry(self, name: str) -> bool:
+        entry = self._entries.get(name)
+        if entry is None or self._runner is None:
+            return True
+        st = self._status[name]
+        st.last_start, st.runs = time.time(), st.runs + 1
+        report = await self._runner.run_entry(entry, self._runner.new_engine())
+        self._record(st, report)
+        self.metrics.sync_run_finished(name, report.ok, report.finished - report.started, report.finished)
+        return report.ok
+
+    def _record(self, st: EntryStatus, report: EntryReport) -> None:
+        st.last_end = report.finished
+        st.result = "success" if report.ok else "failure"
+        if report.ok:
+            st.last_success = report.finished
+        st.copied = report.count("copied")
+        st.unchanged = report.count("unchanged")
+        st.failed = report.count("failed")
+        st.bytes = sum(i.bytes for i in report.images)
+        errors = [i.error for i in report.images if i.error] + ([report.error] if report.error else [])
+        st.last_error = errors[0] if errors else None

@@ -1,0 +1,349 @@
+"""One sync pass: resolve each entry's source and tags, copy through one engine, prune, report.
+
+The runner owns no I/O of its own: registries come from :class:`mirrord.registry.hub.Registries`, copies
+go through one :class:`mirrord.copy.engine.CopyEngine` per pass (so a blob shared by several entries is
+read once), and results come back as :class:`ImageReport` rows for ``--report`` and ``/status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target
+from mirrord.copy.limits import Limits
+from mirrord.events import EventBus
+from mirrord.oci import Reference
+from mirrord.plan import Entry, Plan, TargetConfig
+from mirrord.registry.base import Repository
+from mirrord.registry.errors import NotFound, RegistryError
+from mirrord.registry.hub import Registries
+
+log = logging.getLogger(__name__)
+
+Result = Literal["copied", "unchanged", "failed", "would-copy", "pruned", "would-prune"]
+
+
+@dataclass(slots=True)
+class ImageReport:
+    """One row of the report: one source image (tag or digest) of one entry."""
+
+    entry: str
+    source: str
+    result: Result
+    source_digest: str | None = None
+    target_digests: dict[str, str] = field(default_factory=dict)
+    digest_map: dict[str, str] = field(default_factory=dict)
+    bytes: int = 0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``--report`` (no secrets: references and digests only)."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}) or k == "error"}
+
+
+@dataclass(slots=True)
+class EntryReport:
+    """What one entry's pass did."""
+
+    entry: str
+    started: float
+    finished: float = 0.0
+    images: list[ImageReport] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the entry resolved and no image failed."""
+        return self.error is None and all(i.result != "failed" for i in self.images)
+
+    def count(self, result: Result) -> int:
+        """How many images ended with ``result``."""
+        return sum(1 for i in self.images if i.result == result)
+
+
+class UnsupportedTarget(Exception):
+    """A target option that this version cannot honour yet."""
+
+
+class SyncRunner:
+    """Runs sync passes over a plan's entries with shared registries and limits."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        registries: Registries,
+        *,
+        events: EventBus | None = None,
+        limits: Limits | None = None,
+        engine_factory: Any = None,
+    ) -> None:
+        self.plan = plan
+        self.registries = registries
+        self.events = events or EventBus()
+        self.limits = limits or Limits()
+        self._engine_factory = engine_factory or (lambda: CopyEngine(limits=self.limits, events=self.events))
+
+    def new_engine(self) -> CopyEngine:
+        """A fresh engine: one per pass, so dedup spans every entry of the pass."""
+        engine: CopyEngine = self._engine_factory()
+        return engine
+
+    async def run_pass(
+        self, entries: Sequence[Entry] | None = None, *, dry_run: bool = False
+    ) -> list[EntryReport]:
+        """Sync ``entries`` (default: all) concurrently through one engine; never raises for an image."""
+        chosen = list(entries) if entries is not None else list(self.plan.entries)
+        engine = self.new_engine()
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self.run_entry(e, engine, dry_run=dry_run)) for e in chosen]
+        return [t.result() for t in tasks]
+
+    async def run_entry(self, entry: Entry, engine: CopyEngine, *, dry_run: bool = False) -> EntryReport:
+        """One entry: resolve the source, select tags, copy every tag to every target, then prune."""
+        report = EntryReport(entry=entry.name, started=time.time())
+        try:
+            source, source_text = await self._resolve_source(entry)
+            versions, all_tags = await self._select_versions(entry, source)
+            targets = [(t, self._open_target(t)) for t in entry.targets]
+            if dry_run:
+                report.images = await self._dry_run(entry, engine, source, source_text, versions, targets)
+            else:
+                report.images = await self._copy(entry, engine, source, source_text, versions, targets)
+            if entry.prune and all_tags is not None:
+                report.images += await self._prune(entry, targets, all_tags, dry_run=dry_run)
+        except RegistryError as exc:
+            report.error = str(exc)
+            log.error("entry failed", extra={"fields": {"entry": entry.name, "error": str(exc)}})
+        except UnsupportedTarget as exc:
+            report.error = str(exc)
+        report.finished = time.time()
+        return report
+
+    # -- resolution ---------------------------------------------------------------------------------
+
+    async def _resolve_source(self, entry: Entry) -> tuple[Repository, str]:
+        if entry.source.startswith("oci:"):
+            repo, _ = self.registries.open(entry.source)
+            return repo, entry.source
+        if entry.source_is_short and entry.search_registries:
+            return await self._resolve_short_name(entry)
+        ref = Reference.parse(entry.source, default_tag=None)
+        return self.registries.repository(ref), ref.name
+
+    async def _resolve_short_name(self, entry: Entry) -> tuple[Repository, str]:
+        """Seed 004's ResolveNames: try each search registry in order; warn when several have it."""
+        short = entry.source.split("/", 1)[1] if "/" in entry.source else entry.source
+        short = short.removeprefix("library/")
+        found: list[tuple[Repository, str]] = []
+        for host in entry.search_registries:
+            ref = Reference.parse(f"{host}/{short}", default_tag=None)
+            repo = self.registries.repository(ref)
+            probe = entry.tag or (str(entry.digest) if entry.digest else None)
+            try:
+                present = (
+                    await repo.manifest_head(probe) is not None if probe else bool(await repo.tags_list())
+                )
+            except RegistryError:
+                present = False
+            if present:
+                found.append((repo, ref.name))
+        if not found:
+            raise NotFound(f"short name {short!r} was not found in {', '.join(entry.search_registries)}")
+        if len(found) > 1:
+            log.warning(
+                "ambiguous short name",
+                extra={
+                    "fields": {
+                        "entry": entry.name,
+                        "name": short,
+                        "using": found[0][1],
+                        "also": [name for _, name in found[1:]],
+                    }
+                },
+            )
+        return found[0]
+
+    async def _select_versions(self, entry: Entry, source: Repository) -> tuple[list[str], list[str] | None]:
+        """The source versions (tags or a digest) to copy, and the full tag list when it was read."""
+        if entry.digest is not None:
+            return [str(entry.digest)], None
+        if entry.tag is not None:
+            return [entry.tag], None
+        if entry.tags is not None and entry.tags.exact is not None and not entry.prune:
+            return list(entry.tags.exact), None
+        all_tags = await source.tags_list()
+        selected = entry.tags.select(all_tags) if entry.tags is not None else sorted(all_tags)
+        return selected, all_tags
+
+    def _open_target(self, target: TargetConfig) -> Repository:
+        if target.format != "keep" or target.compression != "keep":
+            raise UnsupportedTarget(
+                f"target {target.ref}: format/compression conversion is not implemented in this version"
+            )
+        repo, _ = self.registries.open(target.ref)
+        return repo
+
+    # -- copying ------------------------------------------------------------------------------------
+
+    def _requests(
+        self,
+        entry: Entry,
+        source: Repository,
+        versions: Iterable[str],
+        targets: Sequence[tuple[TargetConfig, Repository]],
+        *,
+        force: bool = False,
+    ) -> list[CopyRequest]:
+        requests = []
+        for version in versions:
+            is_digest = ":" in version
+            copy_targets = tuple(
+                Target(repository=repo, tag=cfg.tag or (None if is_digest else version))
+                for cfg, repo in targets
+            )
+            requests.append(
+                CopyRequest(
+                    source=source,
+                    reference=version,
+                    targets=copy_targets,
+                    platforms=entry.platforms,
+                    entry=entry.name,
+                    force=force,
+                )
+            )
+        return requests
+
+    async def _copy(
+        self,
+        entry: Entry,
+        engine: CopyEngine,
+        source: Repository,
+        source_text: str,
+        versions: list[str],
+        targets: Sequence[tuple[TargetConfig, Repository]],
+    ) -> list[ImageReport]:
+        results = await engine.copy_many(self._requests(entry, source, versions, targets))
+        return [_image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)]
+
+    async def _dry_run(
+        self,
+        entry: Entry,
+        engine: CopyEngine,
+        source: Repository,
+        source_text: str,
+        versions: list[str],
+        targets: Sequence[tuple[TargetConfig, Repository]],
+    ) -> list[ImageReport]:
+        """HEAD-only comparison: what a real pass would copy. Writes nothing."""
+        reports = []
+        for request, version in zip(self._requests(entry, source, versions, targets), versions, strict=True):
+            unchanged, digest = await engine.is_unchanged(request)
+            reports.append(
+                ImageReport(
+                    entry=entry.name,
+                    source=_display(source_text, version),
+                    result="unchanged" if unchanged else "would-copy",
+                    source_digest=str(digest) if digest else None,
+                )
+            )
+        return reports
+
+    async def _prune(
+        self,
+        entry: Entry,
+        targets: Sequence[tuple[TargetConfig, Repository]],
+        source_tags: list[str],
+        *,
+        dry_run: bool,
+    ) -> list[ImageReport]:
+        """Delete target tags inside the entry's filter that the source no longer has (capped)."""
+        reports: list[ImageReport] = []
+        present = set(source_tags)
+        for cfg, repo in targets:
+            target_tags = await repo.tags_list()
+            inside = entry.tags.select_unbounded(target_tags) if entry.tags else target_tags
+            doomed = sorted(t for t in inside if t not in present)[: entry.prune_max - len(reports)]
+            for tag in doomed:
+                reports.append(await self._prune_tag(entry, cfg, repo, tag, target_tags, dry_run))
+        return reports
+
+    async def _prune_tag(
+        self,
+        entry: Entry,
+        cfg: TargetConfig,
+        repo: Repository,
+        tag: str,
+        target_tags: list[str],
+        dry_run: bool,
+    ) -> ImageReport:
+        report = ImageReport(entry=entry.name, source=f"{cfg.ref}:{tag}", result="would-prune")
+        desc = await repo.manifest_head(tag)
+        if desc is None:
+            report.result = "pruned"
+            return report
+        report.source_digest = str(desc.digest)
+        # Registries delete manifests by digest, which removes every tag on it: keep shared digests.
+        for other in target_tags:
+            if (
+                other != tag
+                and (d := await repo.manifest_head(other)) is not None
+                and d.digest == desc.digest
+            ):
+                report.result, report.error = "failed", f"not pruned: digest shared with tag {other!r}"
+                return report
+        if not dry_run:
+            await repo.manifest_delete(str(desc.digest))
+            report.result = "pruned"
+        log.info(
+            "tag pruned" if not dry_run else "tag would be pruned",
+            extra={"fields": {"entry": entry.name, "image": report.source, "digest": str(desc.digest)}},
+        )
+        return report
+
+
+def _display(source_text: str, version: str) -> str:
+    return f"{source_text}@{version}" if ":" in version else f"{source_text}:{version}"
+
+
+def _image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:
+    return ImageReport(
+        entry=entry,
+        source=_display(source_text, version),
+        result=result.outcome,
+        source_digest=str(result.source_digest) if result.source_digest else None,
+        target_digests={k: str(v) for k, v in result.target_digests.items()},
+        digest_map={str(k): str(v) for k, v in result.digest_map.items()},
+        bytes=result.bytes,
+        error=result.error,
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) -> (K, N); ValueError otherwise."""
+    k_text, sep, n_text = text.partition("/")
+    if not sep or not k_text.isdigit() or not n_text.isdigit():
+        raise ValueError(f"shard {text!r} is not K/N")
+    k, n = int(k_text), int(n_text)
+    if not 1 <= k <= n:
+        raise ValueError(f"shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def shard_of(name: str, count: int) -> int:
+    """The 1-based shard owning entry ``name`` among ``count``: a stable hash, same on every host."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count + 1
+
+
+def shard_entries(entries: Iterable[Entry], shard: tuple[int, int] | None) -> list[Entry]:
+    """The entries shard ``(K, N)`` owns (all when ``shard`` is None)."""
+    if shard is None:
+        return list(entries)
+    k, n = shard
+    return [e for e in entries if shard_of(e.name, n) == k]
