@@ -1,0 +1,7 @@
+"""``python -m mirrord`` runs the command line."""
+
+import sys
+
+from mirrord.cli import main
+
+sys.exit(main())
