@@ -1,0 +1,224 @@
+"""Prometheus metrics for mirrord, fed by engine events.
+
+:class:`Metrics` owns its own :class:`~prometheus_client.CollectorRegistry` (never the process-global
+one), so tests and several services in one process never share series. Metric names and labels are the
+product contract (``product.md``, "Metrics"). Labels never carry a tag or a digest: ``entry`` is a sync
+entry's name, ``registry`` a host (``registry.example.com:5000``, or ``oci`` for layout directories).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from mirrord import __version__
+from mirrord.events import (
+    BlobDone,
+    BytesTransferred,
+    Event,
+    EventBus,
+    HttpRequestDone,
+    ImageDone,
+    ImageFailed,
+    RateLimitObserved,
+    RetryScheduled,
+    TransferFinished,
+    TransferStarted,
+)
+
+#: The ``Content-Type`` of :meth:`Metrics.render`'s output (Prometheus text format 0.0.4).
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+RUN_RESULTS = ("success", "failure")
+IMAGE_RESULTS = ("copied", "unchanged", "failed")
+BLOB_OUTCOMES = ("copied", "exists", "mounted", "deduplicated")
+
+# Anything else is folded into "OTHER" so a misbehaving caller cannot explode the label set.
+_HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
+
+# Registry calls range from a ~10 ms HEAD to a multi-minute blob upload.
+_HTTP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# A pass over one entry: seconds for an unchanged tag, hours for a large first mirror.
+_SYNC_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0)
+
+
+def _host(registry: str) -> str:
+    """The host part of a registry label, in case a caller passed ``host/repository``."""
+    return registry.split("/", 1)[0]
+
+
+class Metrics:
+    """Every mirrord metric, in a private registry; subscribe it to an :class:`EventBus`.
+
+    Subscribed handlers are quick and never raise for a well-formed event.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._entries: set[str] = set()
+        self._define_sync()
+        self._define_transfer()
+        self._define_http()
+        build_info = Gauge(
+            "mirrord_build_info", "mirrord build information (always 1)", ["version"], registry=self.registry
+        )
+        build_info.labels(version=__version__).set(1)
+
+    # -- definitions --------------------------------------------------------------------------------
+
+    def _define_sync(self) -> None:
+        reg = self.registry
+        self.sync_runs = Counter(
+            "mirrord_sync_runs_total",
+            "Passes over a sync entry, by result",
+            ["entry", "result"],
+            registry=reg,
+        )
+        self.images = Counter(
+            "mirrord_images_total", "Source images handled, by result", ["entry", "result"], registry=reg
+        )
+        self.blobs = Counter(
+            "mirrord_blobs_total",
+            "Blobs made present at a target, by outcome",
+            ["entry", "outcome"],
+            registry=reg,
+        )
+        self.sync_duration = Histogram(
+            "mirrord_sync_duration_seconds",
+            "Duration of a pass over one entry",
+            ["entry"],
+            buckets=_SYNC_BUCKETS,
+            registry=reg,
+        )
+        self.last_success = Gauge(
+            "mirrord_last_success_timestamp_seconds",
+            "Unix time the last successful pass of an entry ended",
+            ["entry"],
+            registry=reg,
+        )
+
+    def _define_transfer(self) -> None:
+        reg = self.registry
+        self.transferred_bytes = Counter(
+            "mirrord_transferred_bytes_total",
+            "Blob bytes pulled from or pushed to a registry",
+            ["registry", "direction"],
+            registry=reg,
+        )
+        self.inflight = Gauge("mirrord_inflight_transfers", "Blob streams in progress", registry=reg)
+
+    def _define_http(self) -> None:
+        reg = self.registry
+        self.http_requests = Counter(
+            "mirrord_http_requests_total",
+            "HTTP requests to registries (code 0: no response)",
+            ["registry", "method", "code"],
+            registry=reg,
+        )
+        self.http_duration = Histogram(
+            "mirrord_http_request_duration_seconds",
+            "Duration of HTTP requests to registries",
+            ["registry", "method"],
+            buckets=_HTTP_BUCKETS,
+            registry=reg,
+        )
+        self.retries = Counter(
+            "mirrord_retries_total", "Retries scheduled, by reason", ["registry", "reason"], registry=reg
+        )
+        self.ratelimit_remaining = Gauge(
+            "mirrord_ratelimit_remaining",
+            "Request quota a registry last reported as remaining",
+            ["registry"],
+            registry=reg,
+        )
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def subscribe(self, bus: EventBus) -> Callable[[], None]:
+        """Count the events ``bus`` emits from now on; returns a function that unsubscribes."""
+        return bus.subscribe(self.observe)
+
+    def observe(self, event: Event) -> None:
+        """Apply one event; events that carry no metric (``ImageStarted``, ``ManifestPushed``) are ignored."""
+        match event:
+            case BlobDone():
+                self.blobs.labels(entry=event.entry, outcome=event.outcome).inc()
+            case ImageDone():
+                self.images.labels(entry=event.entry, result=event.outcome).inc()
+            case ImageFailed():
+                self.images.labels(entry=event.entry, result="failed").inc()
+            case BytesTransferred() if event.count > 0:
+                labels = {"registry": _host(event.registry), "direction": event.direction}
+                self.transferred_bytes.labels(**labels).inc(event.count)
+            case HttpRequestDone():
+                self._observe_http(event)
+            case RetryScheduled():
+                self.retries.labels(registry=_host(event.registry), reason=event.reason).inc()
+            case RateLimitObserved():
+                self.ratelimit_remaining.labels(registry=_host(event.registry)).set(event.remaining)
+            case TransferStarted():
+                self.inflight.inc()
+            case TransferFinished():
+                self.inflight.dec()
+
+    def _observe_http(self, event: HttpRequestDone) -> None:
+        method = event.method.upper()
+        if method not in _HTTP_METHODS:
+            method = "OTHER"
+        host = _host(event.registry)
+        self.http_requests.labels(registry=host, method=method, code=str(event.code)).inc()
+        self.http_duration.labels(registry=host, method=method).observe(max(0.0, event.seconds))
+
+    # -- calls from the service ---------------------------------------------------------------------
+
+    def sync_run_finished(self, entry: str, ok: bool, seconds: float, finished_at: float) -> None:
+        """Record one pass over ``entry``: its result, its duration and, on success, when it ended.
+
+        ``finished_at`` is Unix time (``time.time()``), as Prometheus timestamps are.
+        """
+        self.sync_runs.labels(entry=entry, result="success" if ok else "failure").inc()
+        self.sync_duration.labels(entry=entry).observe(max(0.0, seconds))
+        if ok:
+            self.last_success.labels(entry=entry).set(finished_at)
+
+    def declare_entries(self, names: Iterable[str]) -> None:
+        """Make the plan's entries the declared set: create their zero series, drop removed ones.
+
+        Zero series let dashboards and ``rate()`` see an entry before its first event. Series of
+        entries no longer in the plan are removed, so a reload does not leave stale ones behind.
+        ``mirrord_last_success_timestamp_seconds`` appears only after a first success.
+        """
+        wanted = set(names)
+        for gone in self._entries - wanted:
+            self._remove_entry(gone)
+        for name in wanted:
+            self._declare_entry(name)
+        self._entries = wanted
+
+    def _declare_entry(self, name: str) -> None:
+        for result in RUN_RESULTS:
+            self.sync_runs.labels(entry=name, result=result)
+        for result in IMAGE_RESULTS:
+            self.images.labels(entry=name, result=result)
+        for outcome in BLOB_OUTCOMES:
+            self.blobs.labels(entry=name, outcome=outcome)
+        self.sync_duration.labels(entry=name)
+
+    def _remove_entry(self, name: str) -> None:
+        for metric, values in (
+            (self.sync_runs, RUN_RESULTS),
+            (self.images, IMAGE_RESULTS),
+            (self.blobs, BLOB_OUTCOMES),
+        ):
+            for value in values:
+                metric.remove(name, value)  # no-op when the series does not exist
+        self.sync_duration.remove(name)
+        self.last_success.remove(name)
+
+    # -- exposition ---------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """Every series in the Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)
