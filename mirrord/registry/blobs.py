@@ -1,0 +1,361 @@
+"""Blob transfers over HTTP: a verifying, resuming download stream and streamed uploads.
+
+Downloads read large chunks straight from the socket buffer, hash while streaming, and on a
+connection break mid-body resume with ``Range: bytes=N-`` into the same hasher, so the caller sees
+one uninterrupted, verified stream. Uploads stream the caller's chunks (monolithic ``PUT`` with
+Content-Length, or ``PATCH`` parts then ``PUT``), verifying digest and size *before* the last bytes
+leave: content that does not match never completes an upload. A failed upload is cancelled
+(``DELETE`` of its Location, best effort, shielded, short timeout) and the error re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+import aiohttp
+
+from mirrord.events import BytesTransferred
+from mirrord.oci import Digest, DigestHasher
+from mirrord.registry.base import UploadSession
+from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError, TransportError
+from mirrord.registry.transport import NETWORK_ERRORS, describe_network_error
+
+if TYPE_CHECKING:
+    from mirrord.registry.client import Fetched
+    from mirrord.registry.http_repository import HTTPRepository
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1024 * 1024
+OCTET_STREAM = "application/octet-stream"
+#: How long cancelling an abandoned upload may take (it is best effort).
+ABANDON_TIMEOUT = 5.0
+_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPUploadSession:
+    """A started upload: its absolute Location and the registry's minimum PATCH size, if any."""
+
+    location: str
+    repository: str
+    min_chunk: int | None = None
+
+
+def session_from(repo: HTTPRepository, fetched: Fetched) -> HTTPUploadSession:
+    """The upload session a 202 (POST uploads/ or a refused mount) announced."""
+    location = fetched.headers.get("Location")
+    if not location:
+        raise ProtocolError(f"{repo}: upload started without a Location", registry=repo.registry_key)
+    minimum = fetched.headers.get("OCI-Chunk-Min-Length", "")
+    return HTTPUploadSession(
+        repo.client.url(location), repo.name, int(minimum) if minimum.isdigit() else None
+    )
+
+
+# -- download ---------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def open_blob(repo: HTTPRepository, digest: Digest, offset: int) -> AsyncIterator[BlobDownload]:
+    """GET the blob (redirects followed; Authorization only to the registry) from ``offset``."""
+    stream = BlobDownload(repo, digest, offset)
+    try:
+        await stream.open()
+        yield stream
+    finally:
+        await stream.close()
+
+
+class BlobDownload:
+    """A :class:`mirrord.registry.base.BlobStream` over HTTP, resuming after connection breaks.
+
+    ``size`` is the total blob size when the registry said it. From offset 0 the stream is
+    verified at its end (digest and size): the last step raises DigestMismatch instead of ending.
+    """
+
+    def __init__(self, repo: HTTPRepository, digest: Digest, offset: int) -> None:
+        self.repo = repo
+        self.digest = digest
+        self.size: int | None = None
+        self._position = offset
+        self._hasher: DigestHasher | None = digest.hasher() if offset == 0 and digest.verifiable else None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._resumes = 0
+        self._done = False
+
+    async def open(self) -> None:
+        """Send the GET (with ``Range`` past offset 0) and check the answer's range."""
+        stack = contextlib.AsyncExitStack()
+        headers = {"Range": f"bytes={self._position}-"} if self._position else {}
+        try:
+            response = await stack.enter_async_context(
+                self.repo.client.request(
+                    "GET", self.repo.path("blobs", str(self.digest)), scopes=self.repo.pull_scopes,
+                    headers=headers, ok=(200, 206), stream=True,
+                    repository=self.repo.name, reference=str(self.digest),
+                )
+            )  # fmt: skip
+            self._check_range(response)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._response = stack, response
+
+    def _check_range(self, response: aiohttp.ClientResponse) -> None:
+        if self._position == 0:
+            if response.status == 200 and response.content_length is not None:
+                self.size = response.content_length
+            return
+        match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range", ""))
+        if response.status != 206 or match is None or int(match.group(1)) != self._position:
+            raise TransportError(
+                f"{self.repo}: blob {self.digest}: registry did not honour Range from byte {self._position}",
+                registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
+            )  # fmt: skip
+        if match.group(3) != "*":
+            self.size = int(match.group(3))
+
+    async def close(self) -> None:
+        """Release the current response."""
+        stack, self._stack, self._response = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    def __aiter__(self) -> BlobDownload:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._done:
+            assert self._response is not None, "iterate inside `async with blob_open(...)`"
+            try:
+                chunk = await self._response.content.read(READ_CHUNK)
+            except NETWORK_ERRORS as exc:
+                await self._resume(exc)
+                continue
+            if chunk:
+                return self._account(chunk)
+            if self.size is not None and self._position < self.size:
+                await self._resume(None)  # clean EOF before the announced size: a cut connection
+                continue
+            self._done = True
+            self._verify()
+        raise StopAsyncIteration
+
+    def _account(self, chunk: bytes) -> bytes:
+        self._position += len(chunk)
+        if self._hasher is not None:
+            self._hasher.update(chunk)
+        if self.size is not None and self._position > self.size:
+            raise self._mismatch(f"is longer than its announced {self.size} bytes")
+        self.repo.client.transport.emit(BytesTransferred(self.repo.registry_key, "pulled", len(chunk)))
+        return chunk
+
+    def _verify(self) -> None:
+        if self._hasher is None:
+            return
+        if self.size is not None and self._hasher.size != self.size:
+            raise self._mismatch(f"has {self._hasher.size} bytes, expected {self.size}")
+        if self._hasher.digest() != self.digest:
+            raise self._mismatch(f"content hashes to {self._hasher.digest()}")
+
+    def _mismatch(self, what: str) -> DigestMismatch:
+        return DigestMismatch(
+            f"{self.repo}: blob {self.digest} {what}",
+            registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
+        )  # fmt: skip
+
+    async def _resume(self, cause: BaseException | None) -> None:
+        self._resumes += 1
+        policy = self.repo.client.retry
+        if self._resumes > policy.resume_attempts:
+            reason = describe_network_error(cause) if cause else "connection closed early"
+            raise TransportError(
+                f"{self.repo}: blob {self.digest}: {reason} at byte {self._position}, gave up resuming",
+                registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
+            ) from cause  # fmt: skip
+        delay = policy.backoff(self._resumes)
+        self.repo.client.emit_retry("reset", delay)
+        log.debug("resuming %s of %s at byte %d", self.digest, self.repo, self._position)
+        await self.close()
+        await asyncio.sleep(delay)
+        await self.open()
+
+
+# -- upload -----------------------------------------------------------------------------------------
+
+
+class VerifyingBody:
+    """Async-iterates the caller's chunks, counting, hashing and holding back the last chunk
+    until the total size and digest are checked: a mismatch raises before the body completes.
+
+    ``error`` keeps whatever the iteration raised (aiohttp wraps it in a connection error).
+    """
+
+    def __init__(self, chunks: AsyncIterable[bytes], digest: Digest, size: int, repo: HTTPRepository) -> None:
+        self._source = chunks.__aiter__()
+        self._digest = digest
+        self._size = size
+        self._repo = repo
+        self._hasher = digest.hasher() if digest.verifiable else DigestHasher()
+        self._pending: bytes | None = None
+        self._finished = False
+        self.error: BaseException | None = None
+
+    def __aiter__(self) -> VerifyingBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._next()
+        except StopAsyncIteration:
+            raise
+        except BaseException as exc:
+            self.error = exc
+            raise
+        self._repo.client.transport.emit(BytesTransferred(self._repo.registry_key, "pushed", len(chunk)))
+        return chunk
+
+    async def _next(self) -> bytes:
+        while not self._finished:
+            try:
+                chunk = bytes(await anext(self._source))
+            except StopAsyncIteration:
+                self._finished = True
+                self._verify()
+                break
+            if not chunk:
+                continue
+            self._hasher.update(chunk)
+            if self._hasher.size > self._size:
+                raise self._mismatch(f"chunks exceed the announced {self._size} bytes")
+            out, self._pending = self._pending, chunk
+            if out is not None:
+                return out
+        out, self._pending = self._pending, None
+        if out is None:
+            raise StopAsyncIteration
+        return out
+
+    def _verify(self) -> None:
+        if self._hasher.size != self._size:
+            raise self._mismatch(f"chunks total {self._hasher.size} bytes, expected {self._size}")
+        if self._digest.verifiable and self._hasher.digest() != self._digest:
+            raise self._mismatch(f"content hashes to {self._hasher.digest()}")
+
+    def _mismatch(self, what: str) -> DigestMismatch:
+        return DigestMismatch(
+            f"{self._repo}: upload of {self._digest}: {what}",
+            registry=self._repo.registry_key, repository=self._repo.name, reference=str(self._digest),
+        )  # fmt: skip
+
+
+def with_digest(location: str, digest: Digest) -> str:
+    """The Location with ``digest=`` added, keeping its query (the registry's ``_state``)."""
+    return f"{location}{'&' if '?' in location else '?'}digest={quote(str(digest), safe=':')}"
+
+
+async def start_upload(repo: HTTPRepository) -> HTTPUploadSession:
+    """POST ``/v2/<name>/blobs/uploads/`` -> the session (retried: nothing is sent yet)."""
+    fetched = await repo.client.fetch(
+        "POST", repo.path("blobs", "uploads/"), scopes=repo.push_scopes, ok=(202,), repository=repo.name
+    )
+    return session_from(repo, fetched)
+
+
+async def put_blob(
+    repo: HTTPRepository,
+    digest: Digest,
+    size: int,
+    chunks: AsyncIterable[bytes],
+    upload: UploadSession | None,
+) -> None:
+    """Upload ``chunks`` (``size`` bytes of ``digest``) into a new or the given session.
+
+    Monolithic unless the registry settings name a ``chunk_size``. Any failure, including the
+    chunks iterator raising, cancels the upload and re-raises; the iterator is not re-readable,
+    so the caller retries the whole blob.
+    """
+    session = upload if isinstance(upload, HTTPUploadSession) else await start_upload(repo)
+    body = VerifyingBody(chunks, digest, size, repo)
+    try:
+        try:
+            if repo.client.settings.chunk_size:
+                await _put_chunked(repo, session, digest, body, repo.client.settings.chunk_size)
+            else:
+                await _put_monolithic(repo, session, digest, size, body)
+        except RegistryError as exc:
+            if body.error is not None and body.error is not exc:
+                raise body.error from exc  # the caller's or our verification error, not aiohttp's wrap
+            raise
+    except BaseException:
+        await _abandon(repo, session)
+        raise
+
+
+async def _put_monolithic(
+    repo: HTTPRepository, session: HTTPUploadSession, digest: Digest, size: int, body: VerifyingBody
+) -> None:
+    headers = {"Content-Length": str(size), "Content-Type": OCTET_STREAM}
+    async with repo.client.request(
+        "PUT", with_digest(session.location, digest), scopes=repo.push_scopes, headers=headers, data=body,
+        ok=(201, 204), retry=False, repository=repo.name, reference=str(digest),
+    ):  # fmt: skip
+        pass
+
+
+async def _put_chunked(
+    repo: HTTPRepository, session: HTTPUploadSession, digest: Digest, body: VerifyingBody, chunk_size: int
+) -> None:
+    part_size = max(chunk_size, session.min_chunk or 0)
+    buffer = bytearray()
+    location, start = session.location, 0
+    async for chunk in body:
+        buffer += chunk
+        while len(buffer) >= part_size:
+            part = bytes(buffer[:part_size])
+            del buffer[:part_size]
+            location = await _patch(repo, location, part, start, digest)
+            start += len(part)
+    headers = {"Content-Length": str(len(buffer)), "Content-Type": OCTET_STREAM}
+    await repo.client.fetch(
+        "PUT", with_digest(location, digest), scopes=repo.push_scopes, headers=headers, data=bytes(buffer),
+        ok=(201, 204), repository=repo.name, reference=str(digest),
+    )  # fmt: skip
+
+
+async def _patch(repo: HTTPRepository, location: str, part: bytes, start: int, digest: Digest) -> str:
+    """PATCH one part (parts strictly in order); returns the next Location."""
+    headers = {
+        "Content-Range": f"{start}-{start + len(part) - 1}",
+        "Content-Length": str(len(part)),
+        "Content-Type": OCTET_STREAM,
+    }
+    async with repo.client.request(
+        "PATCH", location, scopes=repo.push_scopes, headers=headers, data=part, ok=(202, 204),
+        retry=False, repository=repo.name, reference=str(digest),
+    ) as response:  # fmt: skip
+        next_location = response.headers.get("Location")
+    return repo.client.url(next_location) if next_location else location
+
+
+async def _abandon(repo: HTTPRepository, session: HTTPUploadSession) -> None:
+    """Cancel the upload, best effort: shielded from our own cancellation, bounded in time."""
+
+    async def cancel() -> None:
+        await repo.client.fetch(
+            "DELETE", session.location, scopes=repo.delete_scopes, ok=(200, 202, 204), repository=repo.name
+        )
+
+    try:
+        await asyncio.wait_for(asyncio.shield(cancel()), ABANDON_TIMEOUT)
+    except Exception as exc:  # it is only cleanup; the original error matters
+        log.debug("could not cancel upload %s of %s: %s", session.location, repo, type(exc).__name__)

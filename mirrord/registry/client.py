@@ -1,0 +1,419 @@
+"""The HTTP client of one registry: auth, redirects, retries, and the one error-mapping function.
+
+Sending is a chain of small steps, one concern each::
+
+    request()            retries (backoff + jitter, Retry-After) for retryable requests
+      _attempt()         one try: on 401 record the challenge and try once more with new auth
+        _exchange()      follows redirects; Authorization only to the registry's own origin
+          Transport.send one HTTP exchange under the registry's limits
+
+:func:`error_from_response` is the only place mapping HTTP statuses and distribution error codes to
+:mod:`mirrord.registry.errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+from mirrord.events import RetryScheduled
+from mirrord.registry.auth import Authenticator, CredentialSource, parse_www_authenticate
+from mirrord.registry.credentials import Credentials, resolve_credentials
+from mirrord.registry.errors import (
+    AuthError,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    RegistryError,
+    RequestRejected,
+    ServerError,
+    TransportError,
+)
+from mirrord.registry.http_repository import HTTPRepository
+from mirrord.registry.retry import RetryPolicy, parse_retry_after
+from mirrord.registry.settings import RegistrySettings, TLSSettings
+from mirrord.registry.transport import NETWORK_ERRORS, Transport, describe_network_error
+
+T = TypeVar("T")
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+#: How much of an error body we read (error JSON is small; a misbehaving proxy's page is not).
+MAX_ERROR_BODY = 64 * 1024
+
+_NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
+_AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
+
+
+def _first_error(body: bytes) -> tuple[str | None, str | None]:
+    """The first ``{"errors":[{"code","message"}]}`` entry of a body, if it has one."""
+    try:
+        data = json.loads(body)
+        first = data["errors"][0]
+        code, message = first.get("code"), first.get("message")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None, None
+    return (code if isinstance(code, str) else None), (message if isinstance(message, str) else None)
+
+
+def _error_class(status: int, code: str | None) -> type[RegistryError]:
+    if status in (401, 403):
+        return AuthError
+    if status == 404:
+        return NotFound
+    if status == 429:
+        return RateLimited
+    if status >= 500:
+        return ServerError
+    if 400 <= status < 500:
+        # Some registries answer other 4xx with a telling code.
+        if code in _AUTH_CODES:
+            return AuthError
+        if code in _NOT_FOUND_CODES:
+            return NotFound
+        return RateLimited if code == "TOOMANYREQUESTS" else RequestRejected
+    return ProtocolError
+
+
+def error_from_response(
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    registry: str,
+    repository: str | None = None,
+    reference: str | None = None,
+    method: str | None = None,
+) -> RegistryError:
+    """The error for an unexpected response: class by status, refined by the distribution code.
+
+    401/403 -> AuthError, 404 -> NotFound, 429 -> RateLimited (``retry_after`` from the header),
+    5xx -> ServerError, other 4xx -> by code (UNAUTHORIZED/DENIED -> AuthError, *_UNKNOWN ->
+    NotFound, TOOMANYREQUESTS -> RateLimited) else RequestRejected; anything else ProtocolError.
+    The message names the place and the registry's own message, never a header value.
+    """
+    code, message = _first_error(body)
+    where = "/".join(x for x in (registry, repository) if x)
+    if reference:
+        where += f"@{reference}" if ":" in reference else f":{reference}"
+    text = f"{where}: {method + ' ' if method else ''}HTTP {status}"
+    if code:
+        text += f" {code}"
+    if message:
+        text += f": {message[:300]}"
+    cls = _error_class(status, code)
+    error = cls(text, registry=registry, repository=repository, reference=reference, status=status, code=code)
+    if isinstance(error, RateLimited):
+        error.retry_after = parse_retry_after(headers.get("Retry-After"))
+    return error
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body (more is dropped with the connection)."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = await response.content.read(limit - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A whole (small) response: status, headers and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    links: tuple[str, ...] = ()
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def _retry_reason(error: RegistryError) -> str:
+    if isinstance(error, RateLimited):
+        return "429"
+    if isinstance(error, ServerError):
+        return "5xx"
+    return "reset" if error.status is None else str(error.status)
+
+
+class RegistryClient:
+    """The HTTP client of one registry (``settings.host``), sharing the process' transport.
+
+    ``api_host`` is where HTTP goes when it differs from the settings key (``docker.io`` ->
+    ``registry-1.docker.io``). ``credentials`` overrides credential resolution (tests).
+    """
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        transport: Transport,
+        *,
+        api_host: str | None = None,
+        retry: RetryPolicy | None = None,
+        credentials: CredentialSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.retry = retry or RetryPolicy()
+        scheme = "https" if settings.tls.enabled else "http"
+        self.base_url = f"{scheme}://{api_host or settings.host}"
+        self._credential_source = credentials
+        self._credentials: tuple[Credentials | None] | None = None
+        self._credentials_lock = asyncio.Lock()
+        self.auth = Authenticator(self._fetch_token, self._resolve_credentials, self._may_send_credentials)
+
+    @property
+    def host(self) -> str:
+        """The registry's settings key (``127.0.0.1:5000``, ``docker.io``)."""
+        return self.settings.host
+
+    def repository(self, name: str) -> HTTPRepository:
+        """The repository ``name`` of this registry."""
+        return HTTPRepository(self, name)
+
+    def url(self, target: str) -> str:
+        """``target`` (a path such as ``/v2/...`` or a Location, possibly relative) as an absolute URL."""
+        return urljoin(self.base_url + "/", target)
+
+    def emit_retry(self, reason: str, delay: float) -> None:
+        """Report a retry (also used by blob streams resuming a download)."""
+        self.transport.emit(RetryScheduled(self.host, reason, delay))
+
+    # -- credentials ------------------------------------------------------------------------------
+
+    async def _resolve_credentials(self) -> Credentials | None:
+        async with self._credentials_lock:
+            if self._credentials is None:
+                source = self._credential_source
+                found = await source() if source else await resolve_credentials(self.settings.auth, self.host)
+                self._credentials = (found,)
+            return self._credentials[0]
+
+    def _may_send_credentials(self, url: str | None) -> bool:
+        # The registry URL's scheme follows tls.enabled, so plain HTTP there was chosen in the plan.
+        if url is None or not self.settings.tls.enabled:
+            return True
+        return url.startswith("https://")
+
+    def _tls_for(self, url: str) -> TLSSettings:
+        if _origin(url) == _origin(self.base_url):
+            return self.settings.tls
+        # Another host (token realm, CDN): same trust, but never our client certificate.
+        return TLSSettings(verify=self.settings.tls.verify, ca_file=self.settings.tls.ca_file)
+
+    # -- token endpoint ---------------------------------------------------------------------------
+
+    async def _fetch_token(
+        self, realm: str, query: Sequence[tuple[str, str]], authorization: str | None
+    ) -> bytes:
+        url = str(URL(realm).extend_query(list(query)))
+        headers = {"Authorization": authorization} if authorization else {}
+        return await self.with_retries(lambda: self._token_attempt(url, headers))
+
+    async def _token_attempt(self, url: str, headers: Mapping[str, str]) -> bytes:
+        async with self.transport.send(
+            self.settings, "GET", url, headers=headers, tls=self._tls_for(url)
+        ) as resp:
+            body = await read_bounded(resp, MAX_ERROR_BODY)
+            if resp.status == 200:
+                return body
+            error = error_from_response(
+                resp.status, body, resp.headers, registry=self.host, method="token GET"
+            )
+        if isinstance(error, AuthError):
+            raise AuthError(f"{self.host}: the token endpoint refused the credentials (HTTP {error.status})")
+        raise error
+
+    async def _probe_challenge(self) -> list[Any]:
+        """Some registries (gcr.io) answer 401 without a challenge on some paths: ask ``/v2/``."""
+        url = self.url("/v2/")
+        async with self.transport.send(self.settings, "GET", url, tls=self.settings.tls) as resp:
+            return parse_www_authenticate(resp.headers.get("WWW-Authenticate", ""))
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, fails for good, or the policy's attempts run out."""
+        number = 0
+        while True:
+            number += 1
+            try:
+                return await attempt()
+            except RegistryError as error:
+                if not error.retryable or number >= self.retry.attempts:
+                    raise
+                delay = self.retry.delay(number, getattr(error, "retry_after", None))
+                self.emit_retry(_retry_reason(error), delay)
+            await asyncio.sleep(delay)
+
+    async def fetch(
+        self,
+        method: str,
+        target: str,
+        *,
+        scopes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        ok: Collection[int] = (200,),
+        limit: int = MAX_ERROR_BODY,
+        repository: str | None = None,
+        reference: str | None = None,
+    ) -> Fetched:
+        """A request whose whole response is read (at most ``limit`` bytes, else ProtocolError),
+        retried as a unit: a connection breaking mid-body is retried like one breaking before."""
+        context = {"repository": repository, "reference": reference}
+
+        async def attempt() -> Fetched:
+            async with contextlib.AsyncExitStack() as stack:
+                response = await self._attempt(
+                    stack, method, self.url(target), scopes, headers, data, ok, False, context
+                )
+                body = b"" if method == "HEAD" else await self._read_whole(response, limit, context)
+                links = tuple(response.headers.getall("Link", ()))
+                return Fetched(response.status, CIMultiDict(response.headers), body, links)
+
+        return await self.with_retries(attempt)
+
+    async def _read_whole(
+        self, response: aiohttp.ClientResponse, limit: int, context: Mapping[str, str | None]
+    ) -> bytes:
+        where: dict[str, Any] = {
+            "registry": self.host,
+            "repository": context["repository"],
+            "reference": context["reference"],
+        }
+        too_large = f"{self.host}/{context['repository']}: response larger than {limit} bytes"
+        if response.content_length is not None and response.content_length > limit:
+            raise ProtocolError(too_large, **where)
+        try:
+            body = await read_bounded(response, limit + 1)
+        except NETWORK_ERRORS as exc:
+            raise TransportError(f"{self.host}: {describe_network_error(exc)}", **where) from exc
+        if len(body) > limit:
+            raise ProtocolError(too_large, **where)
+        return body
+
+    @contextlib.asynccontextmanager
+    async def request(
+        self,
+        method: str,
+        target: str,
+        *,
+        scopes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        ok: Collection[int] = (200,),
+        retry: bool = True,
+        stream: bool = False,
+        repository: str | None = None,
+        reference: str | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request and yield a response whose status is in ``ok``; raise RegistryError else.
+
+        ``retry`` False for bodies that cannot be sent twice. ``stream`` gives the registry's
+        connection slot back once the headers arrived (long downloads; see the transport).
+        """
+        context = {"repository": repository, "reference": reference}
+        async with contextlib.AsyncExitStack() as stack:
+
+            async def attempt() -> aiohttp.ClientResponse:
+                return await self._attempt(
+                    stack, method, self.url(target), scopes, headers, data, ok, stream, context
+                )
+
+            if retry:
+                response = await self.with_retries(attempt)
+            else:
+                response = await attempt()
+            yield response
+
+    async def _attempt(
+        self,
+        stack: contextlib.AsyncExitStack,
+        method: str,
+        url: str,
+        scopes: Sequence[str],
+        headers: Mapping[str, str] | None,
+        data: Any,
+        ok: Collection[int],
+        stream: bool,
+        context: Mapping[str, str | None],
+    ) -> aiohttp.ClientResponse:
+        for authorizing in (False, True):
+            async with contextlib.AsyncExitStack() as inner:
+                try:
+                    response, sent = await inner.enter_async_context(
+                        self._exchange(method, url, scopes, headers, data, stream)
+                    )
+                except RegistryError as error:
+                    error.repository = error.repository or context["repository"]
+                    error.reference = error.reference or context["reference"]
+                    raise
+                if response.status in ok:
+                    stack.push_async_exit(inner.pop_all())
+                    return response
+                body = await read_bounded(response, MAX_ERROR_BODY)
+                # A streamed body (an iterator) is spent: it cannot be sent again with new auth.
+                resendable = data is None or isinstance(data, bytes | bytearray)
+                if (
+                    response.status == 401
+                    and resendable
+                    and not authorizing
+                    and await self._challenged(response, sent)
+                ):
+                    continue
+                raise error_from_response(
+                    response.status, body, response.headers, registry=self.host, method=method, **context
+                )
+        raise AssertionError("unreachable")
+
+    async def _challenged(self, response: aiohttp.ClientResponse, sent: str | None) -> bool:
+        challenges = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
+        if not challenges:
+            challenges = await self._probe_challenge()
+        return self.auth.challenged(challenges, sent)
+
+    @contextlib.asynccontextmanager
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        scopes: Sequence[str],
+        headers: Mapping[str, str] | None,
+        data: Any,
+        stream: bool,
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, str | None]]:
+        """One request, following GET/HEAD redirects; yields the final response and the
+        Authorization the registry saw. Authorization goes only to the registry's own origin."""
+        current, hops = url, 0
+        while True:
+            own = _origin(current) == _origin(self.base_url)
+            sent = await self.auth.header(scopes) if own else None
+            send_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
+            if sent is not None:
+                send_headers["Authorization"] = sent
+            async with self.transport.send(
+                self.settings, method, current, headers=send_headers, data=data,
+                tls=self._tls_for(current), hold_slot=not stream,
+            ) as response:  # fmt: skip
+                location = response.headers.get("Location")
+                follow = response.status in REDIRECT_STATUSES and method in ("GET", "HEAD") and location
+                if not follow or hops >= MAX_REDIRECTS:
+                    yield response, (sent if own else None)
+                    return
+            current, hops = urljoin(current, location or ""), hops + 1

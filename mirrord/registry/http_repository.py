@@ -1,0 +1,279 @@
+"""One repository of a registry over HTTP: :class:`mirrord.registry.base.Repository` for real.
+
+Manifests, tags and referrers live here; blob streaming (download with resume, uploads) lives in
+:mod:`mirrord.registry.blobs`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, parse_manifest
+from mirrord.oci import mediatypes as mt
+from mirrord.oci.manifest import MAX_MANIFEST_BYTES
+from mirrord.registry.auth import repository_scope
+from mirrord.registry.base import BlobStream, MountResult, UploadSession
+from mirrord.registry.blobs import open_blob, put_blob, session_from
+from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, ProtocolError
+
+if TYPE_CHECKING:
+    from mirrord.registry.client import RegistryClient
+
+log = logging.getLogger(__name__)
+
+TAGS_PAGE_SIZE = 1000
+#: Tag lists are read whole; this bounds one page (a million tags of ~30 bytes).
+MAX_TAGS_PAGE_BYTES = 32 * 1024 * 1024
+MAX_TAG_PAGES = 10_000
+_ACCEPT = ", ".join(mt.MANIFEST_ACCEPT)
+_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+
+
+def parse_link_next(values: Iterable[str]) -> str | None:
+    """The target of the ``rel="next"`` link among ``Link`` header values, if any."""
+    for value in values:
+        for match in _LINK_RE.finditer(value):
+            params = match.group(2)
+            if re.search(r';\s*rel\s*=\s*"?([^";]*\s)?next(\s[^";]*)?"?', params):
+                return match.group(1)
+    return None
+
+
+def is_digest(reference: str) -> bool:
+    """True when ``reference`` is a digest rather than a tag."""
+    return ":" in reference
+
+
+def media_type_of(content_type: str | None) -> str | None:
+    """The media type of a Content-Type header, parameters stripped."""
+    if not content_type:
+        return None
+    return content_type.split(";", 1)[0].strip().lower() or None
+
+
+def _digest_header(text: str | None) -> Digest | None:
+    if not text:
+        return None
+    try:
+        return Digest.parse(text.strip())
+    except OCIError:
+        raise ProtocolError(f"registry sent an invalid Docker-Content-Digest {text[:100]!r}") from None
+
+
+class HTTPRepository:
+    """``registry/name`` over the distribution API. Build it with ``RegistryClient.repository``."""
+
+    def __init__(self, client: RegistryClient, name: str) -> None:
+        self.client = client
+        self._name = name
+
+    @property
+    def registry_key(self) -> str:
+        """The registry host (``127.0.0.1:5000``): repositories of one registry can mount."""
+        return self.client.host
+
+    @property
+    def name(self) -> str:
+        """The repository path within the registry (``library/nginx``)."""
+        return self._name
+
+    def __str__(self) -> str:
+        return f"{self.client.host}/{self._name}"
+
+    def __repr__(self) -> str:
+        return f"HTTPRepository({str(self)!r})"
+
+    # -- paths and scopes -------------------------------------------------------------------------
+
+    def path(self, kind: str, reference: str = "") -> str:
+        """``/v2/<name>/<kind>/<reference>`` (reference URL-quoted)."""
+        return f"/v2/{self._name}/{kind}/{quote(reference, safe=':')}"
+
+    @property
+    def pull_scopes(self) -> tuple[str]:
+        """Token scopes for reading."""
+        return (repository_scope(self._name, "pull"),)
+
+    @property
+    def push_scopes(self) -> tuple[str]:
+        """Token scopes for writing (uploads, manifest pushes)."""
+        return (repository_scope(self._name, "pull", "push"),)
+
+    @property
+    def delete_scopes(self) -> tuple[str]:
+        """Token scopes for deleting (distribution asks for the ``delete`` action)."""
+        return (repository_scope(self._name, "delete"),)
+
+    # -- manifests --------------------------------------------------------------------------------
+
+    async def manifest_head(self, reference: str) -> Descriptor | None:
+        """HEAD the manifest; None when absent. Falls back to a GET when the registry omits the
+        digest, type or size (then the descriptor is computed from the bytes)."""
+        try:
+            fetched = await self.client.fetch(
+                "HEAD", self.path("manifests", reference), scopes=self.pull_scopes,
+                headers={"Accept": _ACCEPT}, repository=self._name, reference=reference,
+            )  # fmt: skip
+        except NotFound:
+            return None
+        digest = _digest_header(fetched.headers.get("Docker-Content-Digest"))
+        if digest is None and is_digest(reference):
+            digest = Digest.parse(reference)
+        media_type = media_type_of(fetched.headers.get("Content-Type"))
+        size = fetched.headers.get("Content-Length")
+        if digest is None or media_type is None or size is None or not size.isdigit():
+            try:
+                manifest = await self.manifest_get(reference)
+            except NotFound:
+                return None
+            return Descriptor(manifest.media_type, manifest.digest, manifest.size)
+        return Descriptor(media_type, digest, int(size))
+
+    async def manifest_get(self, reference: str) -> AnyManifest:
+        """GET, size-limit (4 MiB), verify (against the requested digest, else the registry's
+        Docker-Content-Digest) and parse the manifest. Parse failures raise the model's
+        InvalidManifest / UnsupportedManifest (schema1)."""
+        fetched = await self.client.fetch(
+            "GET", self.path("manifests", reference), scopes=self.pull_scopes, headers={"Accept": _ACCEPT},
+            limit=MAX_MANIFEST_BYTES, repository=self._name, reference=reference,
+        )  # fmt: skip
+        raw = fetched.body
+        header = _digest_header(fetched.headers.get("Docker-Content-Digest"))
+        expected = Digest.parse(reference) if is_digest(reference) else header
+        if expected is not None and expected.verifiable and Digest.of(raw, expected.algorithm) != expected:
+            raise DigestMismatch(
+                f"{self}: manifest {reference} does not match digest {expected}",
+                registry=self.registry_key, repository=self._name, reference=reference,
+            )  # fmt: skip
+        return parse_manifest(raw, media_type_of(fetched.headers.get("Content-Type")))
+
+    async def manifest_put(self, reference: str, raw: bytes, media_type: str) -> Digest:
+        """PUT ``raw`` as ``media_type`` under a tag or its digest; returns ``Digest.of(raw)`` after
+        checking the registry's Docker-Content-Digest agrees."""
+        digest = Digest.of(raw)
+        fetched = await self.client.fetch(
+            "PUT", self.path("manifests", reference), scopes=self.push_scopes,
+            headers={"Content-Type": media_type}, data=raw, ok=(200, 201, 202),
+            repository=self._name, reference=reference,
+        )  # fmt: skip
+        returned = _digest_header(fetched.headers.get("Docker-Content-Digest"))
+        if returned is not None and returned.algorithm == digest.algorithm and returned != digest:
+            raise DigestMismatch(
+                f"{self}: registry stored manifest {reference} as {returned}, expected {digest}",
+                registry=self.registry_key, repository=self._name, reference=reference,
+            )  # fmt: skip
+        return digest
+
+    async def manifest_delete(self, reference: str) -> None:
+        """DELETE the manifest (by digest; tags where the registry allows). NotFound if absent."""
+        await self.client.fetch(
+            "DELETE", self.path("manifests", reference), scopes=self.delete_scopes, ok=(200, 202, 204),
+            repository=self._name, reference=reference,
+        )  # fmt: skip
+
+    # -- blobs ------------------------------------------------------------------------------------
+
+    async def blob_head(self, digest: Digest) -> int | None:
+        """Size of the blob per HEAD (redirects followed), None when absent."""
+        try:
+            fetched = await self.client.fetch(
+                "HEAD", self.path("blobs", str(digest)), scopes=self.pull_scopes,
+                repository=self._name, reference=str(digest),
+            )  # fmt: skip
+        except NotFound:
+            return None
+        size = fetched.headers.get("Content-Length")
+        if size is None or not size.isdigit():
+            raise ProtocolError(f"{self}: HEAD blob {digest} answered without a Content-Length")
+        return int(size)
+
+    def blob_open(self, digest: Digest, *, offset: int = 0) -> AbstractAsyncContextManager[BlobStream]:
+        """Open the blob for streaming (see :func:`mirrord.registry.blobs.open_blob`)."""
+        return open_blob(self, digest, offset)
+
+    async def blob_mount(self, digest: Digest, from_repository: str) -> MountResult:
+        """POST ``?mount=&from=``: 201 -> mounted; 202 -> the upload session it started.
+
+        A refusal (401/403: some registries answer so when ``from`` is not readable) is treated
+        as "not mounted, no session": the caller uploads instead.
+        """
+        scopes = (*self.push_scopes, repository_scope(from_repository, "pull"))
+        query = f"?mount={quote(str(digest), safe=':')}&from={quote(from_repository, safe='/')}"
+        try:
+            fetched = await self.client.fetch(
+                "POST", self.path("blobs", "uploads/") + query, scopes=scopes, ok=(201, 202),
+                repository=self._name, reference=str(digest),
+            )  # fmt: skip
+        except AuthError as exc:
+            log.debug("mount of %s into %s refused: %s", digest, self, exc)
+            return MountResult(False)
+        if fetched.status == 201:
+            return MountResult(True)
+        return MountResult(False, session_from(self, fetched))
+
+    async def blob_put(
+        self,
+        digest: Digest,
+        size: int,
+        chunks: AsyncIterable[bytes],
+        *,
+        upload: UploadSession | None = None,
+    ) -> None:
+        """Upload a blob (see :func:`mirrord.registry.blobs.put_blob`)."""
+        await put_blob(self, digest, size, chunks, upload)
+
+    # -- tags and referrers -----------------------------------------------------------------------
+
+    async def tags_list(self) -> list[str]:
+        """Every tag, following ``Link: <..>; rel="next"``; [] when the repository is unknown."""
+        tags: list[str] = []
+        target: str | None = f"/v2/{self._name}/tags/list?n={TAGS_PAGE_SIZE}"
+        seen: set[str] = set()
+        while target is not None and target not in seen and len(seen) < MAX_TAG_PAGES:
+            seen.add(target)
+            try:
+                fetched = await self.client.fetch(
+                    "GET", target, scopes=self.pull_scopes, limit=MAX_TAGS_PAGE_BYTES, repository=self._name
+                )
+            except NotFound:
+                return tags
+            tags.extend(self._page_tags(fetched.body))
+            target = parse_link_next(fetched.links)
+        return tags
+
+    def _page_tags(self, body: bytes) -> list[str]:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ProtocolError(f"{self}: tag list is not JSON", registry=self.registry_key) from None
+        found = data.get("tags") if isinstance(data, dict) else None
+        # Nexus answers "tags": null for an empty repository.
+        return [t for t in found if isinstance(t, str)] if isinstance(found, list) else []
+
+    async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
+        """The referrers index of ``digest``; None when the API is missing (404) or the answer is
+        not an index."""
+        target = self.path("referrers", str(digest))
+        if artifact_type:
+            target += f"?artifactType={quote(artifact_type, safe='')}"
+        try:
+            fetched = await self.client.fetch(
+                "GET", target, scopes=self.pull_scopes, headers={"Accept": mt.OCI_INDEX},
+                limit=MAX_MANIFEST_BYTES, repository=self._name, reference=str(digest),
+            )  # fmt: skip
+        except NotFound:
+            return None
+        content_type = media_type_of(fetched.headers.get("Content-Type"))
+        if content_type not in (None, "application/json", mt.OCI_INDEX):
+            return None
+        try:
+            index = parse_manifest(fetched.body, mt.OCI_INDEX)
+        except OCIError:
+            return None
+        return index if isinstance(index, ImageIndex) else None

@@ -1,0 +1,222 @@
+"""The one HTTP session of the process, with per-registry limits, TLS and instrumentation.
+
+A :class:`Transport` owns a single ``aiohttp.ClientSession`` (created in ``async with``) whose
+connector has no global limit: limits are per registry, done here, so one slow registry cannot
+starve the others. Each request to a registry first passes that registry's rate limiter
+(``requests_per_second``) and takes one of its ``max_connections`` slots.
+
+A slot is held until the response is released, except for streaming downloads that ask to give it
+back once the headers arrived (``hold_slot=False``): a blob body being copied to another
+repository of the *same* registry must not wait for the upload's slot while holding its own, or
+``max_connections`` concurrent copies would deadlock. The engine bounds concurrent streams itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+from asyncio_throttle.throttler import Throttler
+
+from mirrord.events import Event, EventBus, HttpRequestDone, RateLimitObserved
+from mirrord.registry.errors import TransportError
+from mirrord.registry.retry import parse_ratelimit_remaining
+from mirrord.registry.settings import RegistrySettings, TLSSettings
+
+DEFAULT_CONNECT_TIMEOUT = 30.0
+DEFAULT_READ_TIMEOUT = 60.0
+#: Socket read buffer per response: large reads keep per-chunk overhead low on fast links.
+READ_BUFFER = 1024 * 1024
+
+#: aiohttp exceptions that mean "the network failed", as opposed to a programming error.
+NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """A short, secret-free description of a network failure."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "connection broke while reading the body"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
+
+
+def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
+    """An SSL context for ``tls``: system trust plus ``ca_file`` (like docker's certs.d, so a
+    redirect to a public CDN still verifies), optional client certificate, and no verification at
+    all when ``verify`` is False."""
+    context = ssl.create_default_context()
+    if tls.ca_file is not None:
+        context.load_verify_locations(cafile=tls.ca_file)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.client_cert is not None:
+        context.load_cert_chain(tls.client_cert, tls.client_key)
+    return context
+
+
+class HostLimits:
+    """The request budget of one registry: a rate limiter (optional) and a concurrency cap."""
+
+    def __init__(self, max_connections: int, requests_per_second: float | None) -> None:
+        self.semaphore = asyncio.Semaphore(max(1, max_connections))
+        self.throttler: Throttler | None = None
+        if requests_per_second is not None and requests_per_second > 0:
+            # Throttler counts whole requests per period: allow int(rps) per int(rps)/rps seconds,
+            # which keeps fractional rates exact (0.5/s = 1 per 2 s) with a burst of int(rps).
+            burst = max(1, int(requests_per_second))
+            self.throttler = Throttler(rate_limit=burst, period=burst / requests_per_second)
+
+    async def acquire(self) -> None:
+        """Wait for the rate limiter, then for a free slot."""
+        if self.throttler is not None:
+            await self.throttler.acquire()  # type: ignore[no-untyped-call]
+        await self.semaphore.acquire()
+
+    def release(self) -> None:
+        """Give the slot back."""
+        self.semaphore.release()
+
+
+class Transport:
+    """The process-wide HTTP session (``async with Transport() as transport``).
+
+    ``send`` performs exactly one HTTP exchange (no redirects, no retries, no auth: the client
+    does those) and yields the response, which is released when the context exits. Network
+    failures raise :class:`TransportError`. Every exchange emits :class:`HttpRequestDone`;
+    ``ratelimit-remaining`` headers emit :class:`RateLimitObserved`.
+    """
+
+    def __init__(
+        self,
+        *,
+        events: EventBus | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+    ) -> None:
+        self.events = events
+        # No total timeout: a large blob may legitimately stream for hours; a stalled one trips
+        # sock_read instead.
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._limits: dict[str, HostLimits] = {}
+        self._ssl: dict[TLSSettings, ssl.SSLContext] = {}
+
+    async def __aenter__(self) -> Transport:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self.timeout, auto_decompress=False, read_bufsize=READ_BUFFER
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open session; RuntimeError outside ``async with``."""
+        if self._session is None:
+            raise RuntimeError("Transport is not open: use `async with Transport() as transport`")
+        return self._session
+
+    def emit(self, event: Event) -> None:
+        """Send ``event`` to the bus, if there is one."""
+        if self.events is not None:
+            self.events.emit(event)
+
+    def limits_for(self, settings: RegistrySettings) -> HostLimits:
+        """The (shared) limits of ``settings.host``, created on first use."""
+        limits = self._limits.get(settings.host)
+        if limits is None:
+            limits = HostLimits(settings.max_connections, settings.requests_per_second)
+            self._limits[settings.host] = limits
+        return limits
+
+    def forget_limits(self, host: str) -> None:
+        """Drop the limits of ``host`` so new settings take effect (plan reload)."""
+        self._limits.pop(host, None)
+
+    def ssl_for(self, tls: TLSSettings) -> ssl.SSLContext:
+        """The cached SSL context for ``tls``."""
+        context = self._ssl.get(tls)
+        if context is None:
+            context = self._ssl[tls] = build_ssl_context(tls)
+        return context
+
+    @contextlib.asynccontextmanager
+    async def send(
+        self,
+        settings: RegistrySettings,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        tls: TLSSettings | None = None,
+        hold_slot: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One exchange with ``url`` under ``settings.host``'s limits; yields the response.
+
+        ``tls`` overrides the registry's TLS settings (a redirect to another host gets defaults).
+        """
+        limits = self.limits_for(settings)
+        await limits.acquire()
+        holding = True
+        try:
+            response = await self._request(settings, method, url, headers, data, tls or settings.tls)
+            try:
+                if not hold_slot:
+                    limits.release()
+                    holding = False
+                yield response
+            finally:
+                response.release()
+        finally:
+            if holding:
+                limits.release()
+
+    async def _request(
+        self,
+        settings: RegistrySettings,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: Any,
+        tls: TLSSettings,
+    ) -> aiohttp.ClientResponse:
+        started = time.monotonic()
+        try:
+            response = await self.session.request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                data=data,
+                allow_redirects=False,
+                ssl=self.ssl_for(tls) if url.startswith("https:") else True,
+            )
+        except NETWORK_ERRORS as exc:
+            self.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
+            raise TransportError(
+                f"{method} {settings.host}: {describe_network_error(exc)}", registry=settings.host
+            ) from exc
+        self.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
+        remaining = parse_ratelimit_remaining(response.headers.get("ratelimit-remaining"))
+        if remaining is not None:
+            self.emit(RateLimitObserved(settings.host, remaining))
+        return response
