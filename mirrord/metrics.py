@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from mirrord import __version__
 from mirrord.events import (
@@ -28,8 +27,10 @@ from mirrord.events import (
     TransferStarted,
 )
 
-#: The ``Content-Type`` of :meth:`Metrics.render`'s output (Prometheus text format 0.0.4).
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The ``Content-Type`` of :meth:`Metrics.render`'s output. Spelled out, not the client's
+#: ``CONTENT_TYPE_LATEST``: that moved to ``version=1.0.0`` (UTF-8 names), while ``generate_latest`` still
+#: writes the 0.0.4 text format, which every Prometheus 2.x server knows by this exact header.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 RUN_RESULTS = ("success", "failure")
 IMAGE_RESULTS = ("copied", "unchanged", "failed")
