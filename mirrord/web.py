@@ -1,0 +1,150 @@
+"""The daemon's HTTP endpoints: metrics, probes, status and a manual trigger.
+
+=====================  =========================================================================
+``GET /metrics``       Prometheus text format
+``GET /healthz``       200 ``ok`` while the event loop runs (answering at all is the proof)
+``GET /readyz``        200 ``ready`` / 503 ``not ready`` (:meth:`ServiceState.is_ready`)
+``GET /status``        JSON from :meth:`ServiceState.status`
+``POST /sync``         202 ``{"triggered": NAME | null}`` (null: every entry); ``?entry=NAME`` for one;
+                       404 for an unknown entry; 401 without the right bearer token when one is set
+=====================  =========================================================================
+
+Any other path answers 404, any other method on a known path 405 (aiohttp's router does both).
+The trigger token is never logged, echoed or put in an error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from mirrord.metrics import CONTENT_TYPE, Metrics
+
+log = logging.getLogger(__name__)
+
+_STATE: web.AppKey[ServiceState] = web.AppKey("state")
+_METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+_TOKEN: web.AppKey[Callable[[], str | None]] = web.AppKey("trigger_token")
+
+_BEARER = "bearer "
+
+
+class ServiceState(Protocol):
+    """What the HTTP layer needs from the running service."""
+
+    def is_ready(self) -> bool:
+        """True once the plan is loaded and serving and no entry is stale (> 3 intervals)."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """The JSON-able ``/status`` body; it must hold no secrets."""
+        ...
+
+    def trigger(self, entry: str | None) -> bool:
+        """Start a pass now over ``entry`` (every entry when None); False when the entry is unknown."""
+        ...
+
+
+def make_app(
+    state: ServiceState, metrics: Metrics, *, trigger_token: Callable[[], str | None]
+) -> web.Application:
+    """The daemon's application.
+
+    ``trigger_token`` is called on every ``POST /sync`` (so a rotated token file takes effect without a
+    restart); when it returns a token the request must carry ``Authorization: Bearer <token>``. When it
+    raises, the trigger fails closed with 503.
+    """
+    app = web.Application()
+    app[_STATE] = state
+    app[_METRICS] = metrics
+    app[_TOKEN] = trigger_token
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/status", _status)
+    app.router.add_post("/sync", _sync)
+    return app
+
+
+async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (port 0: any free port); returns the runner and the bound port.
+
+    The caller stops the server with ``await runner.cleanup()``.
+    """
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("http server listening", extra={"fields": {"host": host, "port": bound}})
+    return runner, int(bound)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[_METRICS].render()
+    # CONTENT_TYPE carries parameters (version, charset), so it goes in the header verbatim.
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[_STATE].is_ready():
+        return web.Response(text="ready")
+    return web.Response(status=503, text="not ready")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_STATE].status())
+
+
+async def _sync(request: web.Request) -> web.Response:
+    denied = _check_token(request)
+    if denied is not None:
+        return denied
+    entry = request.query.get("entry")
+    if entry == "":
+        return _error(400, "entry must not be empty")
+    if not request.app[_STATE].trigger(entry):
+        return _error(404, "unknown entry")
+    return web.json_response({"triggered": entry}, status=202)
+
+
+def _check_token(request: web.Request) -> web.Response | None:
+    """None when the request may trigger; otherwise the response that refuses it."""
+    try:
+        expected = request.app[_TOKEN]()
+    except Exception:
+        # The reason (a path, an OS error) stays in the log; the client learns nothing about it.
+        log.exception("cannot read the trigger token; refusing POST /sync")
+        return _error(503, "trigger token unavailable")
+    if not expected:
+        return None
+    if _bearer_matches(request.headers.get("Authorization", ""), expected):
+        return None
+    response = _error(401, "a valid bearer token is required")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="mirrord"'
+    return response
+
+
+def _bearer_matches(header: str, expected: str) -> bool:
+    """Constant-time comparison of an ``Authorization: Bearer`` header with the expected token."""
+    if header[: len(_BEARER)].lower() != _BEARER:
+        return False
+    presented = header[len(_BEARER) :].strip()
+    # Bytes, because compare_digest refuses non-ASCII str; utf-8 keeps every token comparable.
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
