@@ -1,0 +1,358 @@
+"""The scheduler, with millisecond intervals and fake run functions."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from mirrord.scheduler import Scheduler
+
+LONG = 3600.0  # an interval that never elapses during a test
+
+
+class Recorder:
+    """A run function: records starts, tracks concurrency, can block or fail on demand."""
+
+    def __init__(self, ok: bool = True) -> None:
+        self.ok = ok
+        self.starts: dict[str, list[float]] = {}
+        self.active: dict[str, int] = {}
+        self.max_active = 0
+        self.gate: asyncio.Event | None = None  # when set up, runs wait for it
+        self.cancelled: list[str] = []
+
+    def count(self, name: str) -> int:
+        return len(self.starts.get(name, []))
+
+    async def __call__(self, name: str) -> bool:
+        self.starts.setdefault(name, []).append(time.monotonic())
+        self.active[name] = self.active.get(name, 0) + 1
+        self.max_active = max(self.max_active, self.active[name])
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return self.ok
+        except asyncio.CancelledError:
+            self.cancelled.append(name)
+            raise
+        finally:
+            self.active[name] -= 1
+
+
+async def until(condition: Callable[[], bool], within: float = 2.0) -> None:
+    """Wait until ``condition()`` holds; fail the test after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        # Polling: the conditions look at scheduler state that has no event to wait on.
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+
+
+@asynccontextmanager
+async def running(scheduler: Scheduler) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``scheduler`` in a task; stop it on exit and check that ``run`` returns."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield task
+    finally:
+        scheduler.stop()
+        async with asyncio.timeout(2):
+            await task
+
+
+async def test_first_pass_of_every_entry_at_start() -> None:
+    rec = Recorder()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG, "b": LONG})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") == 1 and rec.count("b") == 1)
+        await asyncio.sleep(0.02)
+    assert rec.count("a") == rec.count("b") == 1
+
+
+async def test_repeats_every_interval() -> None:
+    rec = Recorder()
+    scheduler = Scheduler(rec, jitter=0.0)
+    scheduler.set_entries({"a": 0.02})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") >= 4)
+    gaps = [b - a for a, b in zip(rec.starts["a"], rec.starts["a"][1:], strict=False)]
+    assert all(gap >= 0.019 for gap in gaps), gaps
+
+
+async def test_next_run_follows_the_interval() -> None:
+    rec = Recorder()
+    scheduler = Scheduler(rec, jitter=0.0)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") == 1 and not scheduler.running("a"))
+        next_run = scheduler.next_run("a")
+        assert next_run is not None
+        assert next_run == pytest.approx(rec.starts["a"][0] + LONG, abs=0.05)
+
+
+async def test_jitter_stays_within_bounds_and_follows_the_seed() -> None:
+    def next_runs(seed: int) -> list[float]:
+        # A frozen clock makes next_run - now exactly the drawn delay.
+        now = 1000.0
+        scheduler = Scheduler(rec, jitter=0.25, clock=lambda: now, rng=random.Random(seed))
+        delays = []
+        scheduler.set_entries({"a": 100.0})
+        for _ in range(50):
+            scheduler._reschedule(scheduler._slots["a"], True, now)
+            next_run = scheduler.next_run("a")
+            assert next_run is not None
+            delays.append(next_run - now)
+        return delays
+
+    rec = Recorder()
+    delays = next_runs(7)
+    assert all(100.0 <= d <= 125.0 for d in delays)
+    assert len(set(delays)) > 40  # jitter actually varies
+    assert next_runs(7) == delays
+
+
+async def test_jitter_through_real_runs() -> None:
+    rec = Recorder()
+    now = [50.0]
+    scheduler = Scheduler(rec, jitter=0.5, clock=lambda: now[0], rng=random.Random(1))
+    scheduler.set_entries({"a": 100.0})
+    delays = []
+    async with running(scheduler):
+        for n in range(1, 11):
+            await until(lambda n=n: rec.count("a") == n and not scheduler.running("a"))
+            next_run = scheduler.next_run("a")
+            assert next_run is not None
+            delays.append(next_run - now[0])
+            assert scheduler.trigger("a")
+    assert all(100.0 <= d <= 150.0 for d in delays), delays
+
+
+async def test_no_overlap_and_one_queued_follow_up() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: scheduler.running("a"))
+        assert scheduler.next_run("a") is None
+        for _ in range(5):
+            assert scheduler.trigger("a")
+        assert scheduler.next_run("a") is not None  # the queued follow-up
+        await asyncio.sleep(0.02)
+        assert rec.count("a") == 1
+        rec.gate.set()
+        await until(lambda: rec.count("a") == 2 and not scheduler.running("a"))
+        await asyncio.sleep(0.02)
+    assert rec.count("a") == 2
+    assert rec.max_active == 1
+
+
+async def test_trigger_idle_entry_and_all() -> None:
+    rec = Recorder()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG, "b": LONG})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") == 1 and rec.count("b") == 1)
+        await until(lambda: not scheduler.running("a"))
+        assert scheduler.trigger("a")
+        await until(lambda: rec.count("a") == 2)
+        assert scheduler.trigger()
+        await until(lambda: rec.count("a") == 3 and rec.count("b") == 2)
+        assert not scheduler.trigger("nope")
+
+
+async def test_backoff_after_failures_then_reset() -> None:
+    rec = Recorder(ok=False)
+    scheduler = Scheduler(rec, jitter=0.0, backoff_base=0.01, backoff_max=0.04)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") >= 5, within=3)
+        rec.ok = True
+        await until(lambda: rec.count("a") >= 6 and not scheduler.running("a"), within=3)
+        next_run = scheduler.next_run("a")
+    gaps = [b - a for a, b in zip(rec.starts["a"], rec.starts["a"][1:], strict=False)][:4]
+    for gap, expected in zip(gaps, (0.01, 0.02, 0.04, 0.04), strict=True):
+        assert gap >= expected * 0.95, gaps
+    # The success reset the backoff: the next run is a full interval away.
+    assert next_run is not None
+    assert next_run - time.monotonic() > LONG - 1
+
+
+def test_backoff_formula() -> None:
+    scheduler = Scheduler(Recorder(), backoff_base=30.0, backoff_max=3600.0)
+    assert [scheduler.backoff(n, 86400.0) for n in range(1, 9)] == [
+        30.0,
+        60.0,
+        120.0,
+        240.0,
+        480.0,
+        960.0,
+        1920.0,
+        3600.0,
+    ]
+    assert scheduler.backoff(1000, 86400.0) == 3600.0
+    assert scheduler.backoff(5, 300.0) == 300.0  # never longer than the entry's interval
+
+
+async def test_an_exception_is_a_failure_not_a_crash(caplog: pytest.LogCaptureFixture) -> None:
+    calls = []
+
+    async def explode(name: str) -> bool:
+        calls.append(name)
+        raise RuntimeError("registry on fire")
+
+    scheduler = Scheduler(explode, backoff_base=0.01, backoff_max=0.01)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: len(calls) >= 3)
+    assert "registry on fire" in caplog.text
+
+
+async def test_set_entries_adds_keeps_and_removes() -> None:
+    rec = Recorder()
+    scheduler = Scheduler(rec, jitter=0.0)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") == 1 and not scheduler.running("a"))
+        before = scheduler.next_run("a")
+        scheduler.set_entries({"a": LONG, "b": LONG})
+        await until(lambda: rec.count("b") == 1)  # a new entry runs soon
+        assert scheduler.next_run("a") == before  # a kept entry keeps its timing
+        assert rec.count("a") == 1
+        scheduler.set_entries({"b": LONG})
+        assert scheduler.next_run("a") is None
+        assert not scheduler.trigger("a")
+        await asyncio.sleep(0.02)
+    assert rec.count("a") == 1
+
+
+async def test_shorter_interval_brings_the_next_run_forward() -> None:
+    rec = Recorder()
+    scheduler = Scheduler(rec, jitter=0.0)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: rec.count("a") == 1 and not scheduler.running("a"))
+        scheduler.set_entries({"a": 0.03})
+        await until(lambda: rec.count("a") == 2)
+    assert rec.starts["a"][1] - rec.starts["a"][0] >= 0.029
+
+
+async def test_removed_entry_finishes_its_run_in_flight() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG, "b": LONG})
+    async with running(scheduler):
+        await until(lambda: scheduler.running("a"))
+        scheduler.trigger("a")  # a queued follow-up must be dropped with the entry
+        scheduler.set_entries({"b": LONG})
+        assert scheduler.running("a")
+        rec.gate.set()
+        await until(lambda: not scheduler.running("a"))
+        await asyncio.sleep(0.02)
+    assert rec.count("a") == 1
+    assert rec.cancelled == []
+
+
+async def test_readding_an_entry_in_flight_keeps_it() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG})
+    async with running(scheduler):
+        await until(lambda: scheduler.running("a"))
+        scheduler.set_entries({})
+        scheduler.set_entries({"a": LONG})
+        rec.gate.set()
+        await until(lambda: not scheduler.running("a"))
+        assert scheduler.next_run("a") is not None
+        assert rec.count("a") == 1
+
+
+async def test_stop_waits_for_runs_in_flight() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG})
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: scheduler.running("a"))
+    scheduler.stop()
+    await asyncio.sleep(0.02)
+    assert not task.done()
+    rec.gate.set()
+    async with asyncio.timeout(2):
+        await task
+    assert rec.cancelled == []
+    assert scheduler.trigger("a")  # accepted, but nothing starts after stop
+    assert rec.count("a") == 1
+
+
+async def test_drain_cancels_after_grace() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()  # never set: the run hangs
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG, "b": LONG})
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: scheduler.running("a") and scheduler.running("b"))
+    started = time.monotonic()
+    await scheduler.drain(0.05)
+    assert time.monotonic() - started >= 0.045
+    assert sorted(rec.cancelled) == ["a", "b"]
+    async with asyncio.timeout(2):
+        await task
+    assert not scheduler.running("a")
+
+
+async def test_drain_lets_quick_runs_finish() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG})
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: scheduler.running("a"))
+    asyncio.get_running_loop().call_later(0.01, rec.gate.set)
+    await scheduler.drain(2.0)
+    assert rec.cancelled == []
+    async with asyncio.timeout(2):
+        await task
+
+
+async def test_cancelling_run_cancels_runs_in_flight() -> None:
+    rec = Recorder()
+    rec.gate = asyncio.Event()
+    scheduler = Scheduler(rec)
+    scheduler.set_entries({"a": LONG})
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: scheduler.running("a"))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert rec.cancelled == ["a"]
+
+
+async def test_run_twice_is_an_error() -> None:
+    scheduler = Scheduler(Recorder())
+    async with running(scheduler):
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already running"):
+            await scheduler.run()
+
+
+def test_invalid_settings() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        Scheduler(Recorder()).set_entries({"a": 0.0})
+    with pytest.raises(ValueError, match="jitter"):
+        Scheduler(Recorder(), jitter=-1.0)
+
+
+def test_unknown_entry_queries() -> None:
+    scheduler = Scheduler(Recorder())
+    assert scheduler.next_run("a") is None
+    assert not scheduler.running("a")
+    assert not scheduler.trigger("a")
+    assert scheduler.trigger()  # nothing to run, but not an error
