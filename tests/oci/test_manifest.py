@@ -1,11 +1,10 @@
-"""Manifests and indexes parsed from raw bytes; descriptors; rebuilding a filtered index."""
+"""Manifests and indexes parsed from raw bytes: every kind, rejections, and properties."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,68 +19,25 @@ from mirrord.oci import (
     InvalidManifest,
     Platform,
     UnsupportedManifest,
-    build_index,
     parse_manifest,
 )
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.manifest import MAX_MANIFEST_BYTES, manifest_to_json
 
-
-def digest_of(content: bytes) -> str:
-    return "sha256:" + hashlib.sha256(content).hexdigest()
-
-
-CONFIG: dict[str, Any] = {"mediaType": mt.OCI_CONFIG, "digest": digest_of(b"config"), "size": 6}
-LAYER_A: dict[str, Any] = {"mediaType": mt.OCI_LAYER_GZIP, "digest": digest_of(b"layer a"), "size": 7}
-LAYER_B: dict[str, Any] = {"mediaType": mt.OCI_LAYER_ZSTD, "digest": digest_of(b"layer b"), "size": 7}
-EMPTY: dict[str, Any] = {"mediaType": mt.OCI_EMPTY, "digest": digest_of(b"{}"), "size": 2, "data": "e30="}
-
-
-def oci_manifest(**extra: Any) -> dict[str, Any]:
-    return {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": CONFIG, "layers": [LAYER_A], **extra}
-
-
-def docker_manifest() -> dict[str, Any]:
-    return {
-        "schemaVersion": 2,
-        "mediaType": mt.DOCKER_MANIFEST,
-        "config": {"mediaType": mt.DOCKER_CONFIG, "digest": digest_of(b"config"), "size": 6},
-        "layers": [
-            {"mediaType": mt.DOCKER_LAYER_GZIP, "digest": digest_of(b"layer a"), "size": 7},
-            {"mediaType": mt.DOCKER_LAYER_GZIP, "digest": digest_of(b"layer b"), "size": 7},
-        ],
-    }
-
-
-def entry(
-    media_type: str, content: bytes, platform: dict[str, Any] | None = None, **extra: Any
-) -> dict[str, Any]:
-    obj: dict[str, Any] = {"mediaType": media_type, "digest": digest_of(content), "size": len(content)}
-    if platform is not None:
-        obj["platform"] = platform
-    return {**obj, **extra}
-
-
-AMD64 = {"architecture": "amd64", "os": "linux"}
-ARM64 = {"architecture": "arm64", "os": "linux", "variant": "v8"}
-ARM = {"architecture": "arm", "os": "linux", "variant": "v7"}
-
-
-def oci_index(with_media_type: bool = True, **extra: Any) -> dict[str, Any]:
-    obj: dict[str, Any] = {"schemaVersion": 2}
-    if with_media_type:
-        obj["mediaType"] = mt.OCI_INDEX
-    obj["manifests"] = [
-        entry(mt.OCI_MANIFEST, b"amd64", AMD64),
-        entry(mt.OCI_MANIFEST, b"arm64", ARM64, annotations={"x": "y"}),
-        entry(mt.OCI_MANIFEST, b"arm", ARM, future={"kept": True}),
-    ]
-    return {**obj, **extra}
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj).encode()
-
+from .samples import (
+    AMD64,
+    ARM64,
+    CONFIG,
+    EMPTY,
+    LAYER_A,
+    LAYER_B,
+    digest_of,
+    docker_manifest,
+    dumps,
+    entry,
+    oci_index,
+    oci_manifest,
+)
 
 # --- kinds -------------------------------------------------------------------------------------
 
@@ -408,119 +364,6 @@ def test_wrong_shapes_and_types_are_rejected(
     with pytest.raises(InvalidManifest, match=fragment) as info:
         parse_manifest(dumps(obj), content_type)
     assert not isinstance(info.value, UnsupportedManifest)
-
-
-# --- descriptors -------------------------------------------------------------------------------
-
-
-def test_descriptor_keeps_raw_and_parses_every_field() -> None:
-    obj = entry(
-        mt.OCI_MANIFEST,
-        b"x",
-        ARM64,
-        urls=["https://a"],
-        annotations={"k": "v"},
-        artifactType="application/a",
-        future=[1, 2],
-    )
-    descriptor = Descriptor.from_json(obj)
-    assert descriptor.media_type == mt.OCI_MANIFEST
-    assert descriptor.digest == Digest.of(b"x")
-    assert descriptor.size == 1
-    assert descriptor.urls == ("https://a",)
-    assert descriptor.annotations == {"k": "v"}
-    assert descriptor.platform == Platform.parse("linux/arm64")
-    assert descriptor.artifact_type == "application/a"
-    assert descriptor.raw == obj
-    assert descriptor.to_json() == obj  # unknown field and the "v8" spelling survive
-
-
-def test_descriptor_from_fields_to_json() -> None:
-    descriptor = Descriptor(mt.OCI_LAYER_GZIP, Digest.of(b"x"), 1, platform=Platform.parse("linux/arm"))
-    assert descriptor.to_json() == {
-        "mediaType": mt.OCI_LAYER_GZIP,
-        "digest": str(Digest.of(b"x")),
-        "size": 1,
-        "platform": {"architecture": "arm", "os": "linux", "variant": "v7"},
-    }
-    assert Descriptor.from_json(descriptor.to_json()) == descriptor
-
-
-def test_descriptor_to_json_prefers_changed_fields_over_raw() -> None:
-    descriptor = Descriptor.from_json(
-        entry(mt.DOCKER_MANIFEST, b"x", AMD64, future=1, annotations={"a": "b"})
-    )
-    changed = replace(descriptor, media_type=mt.OCI_MANIFEST, platform=None, annotations={})
-    assert changed.to_json() == {
-        "mediaType": mt.OCI_MANIFEST,
-        "digest": digest_of(b"x"),
-        "size": 1,
-        "future": 1,
-    }
-
-
-def test_descriptor_where_is_named_in_errors() -> None:
-    with pytest.raises(InvalidManifest, match=r"^entry 3: 'size'"):
-        Descriptor.from_json({"mediaType": "a", "digest": digest_of(b""), "size": -5}, where="entry 3")
-
-
-def test_descriptors_are_hashable_and_compare_by_fields() -> None:
-    obj = entry(mt.OCI_MANIFEST, b"x", AMD64, annotations={"k": "v"})
-    a, b = Descriptor.from_json(obj), Descriptor.from_json({**obj, "unknown": 1})
-    assert a == b
-    assert hash(a) == hash(b)
-    assert len({a, b}) == 1
-
-
-# --- build_index -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("with_media_type", [True, False])
-def test_build_index_filters_and_keeps_everything_else(with_media_type: bool) -> None:
-    obj = oci_index(with_media_type, annotations={"org.example": "1"}, future={"z": [1]})
-    original = parse_manifest(json.dumps(obj, indent=2).encode())
-    assert isinstance(original, ImageIndex)
-    kept = [d for d in original.manifests if d.platform and d.platform.architecture.startswith("arm")]
-    rebuilt = build_index(original, kept, annotations={"io.mirrord.source": str(original.digest)})
-
-    expected = dict(obj, manifests=obj["manifests"][1:])
-    expected["annotations"] = {"org.example": "1", "io.mirrord.source": str(original.digest)}
-    assert rebuilt.raw == json.dumps(expected, separators=(",", ":")).encode()
-    assert list(json.loads(rebuilt.raw)) == list(obj)  # key order kept
-    assert rebuilt.media_type == original.media_type
-    assert rebuilt.digest == Digest.of(rebuilt.raw)
-    assert rebuilt.manifests == tuple(kept)
-    assert manifest_to_json(rebuilt)["manifests"][1]["future"] == {"kept": True}
-    assert manifest_to_json(rebuilt)["manifests"][0]["platform"]["variant"] == "v8"
-
-
-def test_build_index_without_annotations_adds_none() -> None:
-    original = parse_manifest(dumps(oci_index()))
-    assert isinstance(original, ImageIndex)
-    rebuilt = build_index(original, original.manifests[:1])
-    assert "annotations" not in manifest_to_json(rebuilt)
-    assert len(rebuilt.manifests) == 1
-
-
-def test_build_index_of_a_docker_list_stays_a_docker_list() -> None:
-    obj = {
-        "schemaVersion": 2,
-        "mediaType": mt.DOCKER_MANIFEST_LIST,
-        "manifests": [entry(mt.DOCKER_MANIFEST, b"a")],
-    }
-    original = parse_manifest(dumps(obj), mt.DOCKER_MANIFEST_LIST)
-    assert isinstance(original, ImageIndex)
-    rebuilt = build_index(original, [], annotations={"a": "b"})
-    assert rebuilt.media_type == mt.DOCKER_MANIFEST_LIST
-    assert rebuilt.manifests == ()
-    assert manifest_to_json(rebuilt)["annotations"] == {"a": "b"}
-
-
-def test_build_index_with_unchanged_entries_of_compact_json_reproduces_the_digest() -> None:
-    raw = json.dumps(oci_index(), separators=(",", ":")).encode()
-    original = parse_manifest(raw)
-    assert isinstance(original, ImageIndex)
-    assert build_index(original, original.manifests).digest == original.digest
 
 
 # --- properties --------------------------------------------------------------------------------
