@@ -266,7 +266,7 @@ def with_digest(location: str, digest: Digest) -> str:
 async def start_upload(repo: HTTPRepository) -> HTTPUploadSession:
     """POST ``/v2/<name>/blobs/uploads/`` -> the session (retried: nothing is sent yet)."""
     fetched = await repo.client.fetch(
-        "POST", repo.path("blobs", "uploads/"), scopes=repo.push_scopes, ok=(202,), repository=repo.name
+        "POST", repo.uploads_path, scopes=repo.push_scopes, ok=(202,), repository=repo.name
     )
     return session_from(repo, fetched)
 

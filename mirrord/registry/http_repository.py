@@ -96,6 +96,11 @@ class HTTPRepository:
         return f"/v2/{self._name}/{kind}/{quote(reference, safe=':')}"
 
     @property
+    def uploads_path(self) -> str:
+        """``/v2/<name>/blobs/uploads/``, where uploads start."""
+        return f"/v2/{self._name}/blobs/uploads/"
+
+    @property
     def pull_scopes(self) -> tuple[str]:
         """Token scopes for reading."""
         return (repository_scope(self._name, "pull"),)
@@ -207,7 +212,7 @@ class HTTPRepository:
         query = f"?mount={quote(str(digest), safe=':')}&from={quote(from_repository, safe='/')}"
         try:
             fetched = await self.client.fetch(
-                "POST", self.path("blobs", "uploads/") + query, scopes=scopes, ok=(201, 202),
+                "POST", self.uploads_path + query, scopes=scopes, ok=(201, 202),
                 repository=self._name, reference=str(digest),
             )  # fmt: skip
         except AuthError as exc:

@@ -1,0 +1,445 @@
+"""The HTTP repository against an in-process fake registry: every Repository method, auth modes,
+retries, redirects, resumed downloads, verified uploads and cancellation of failed ones."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from mirrord.events import (
+    BytesTransferred,
+    Event,
+    EventBus,
+    HttpRequestDone,
+    RateLimitObserved,
+    RetryScheduled,
+)
+from mirrord.oci import Digest, ImageIndex, ImageManifest
+from mirrord.oci import mediatypes as mt
+from mirrord.registry.blobs import HTTPUploadSession
+from mirrord.registry.client import RegistryClient
+from mirrord.registry.errors import (
+    AuthError,
+    DigestMismatch,
+    NotFound,
+    ProtocolError,
+    RequestRejected,
+    ServerError,
+    TransportError,
+)
+from mirrord.registry.http_repository import HTTPRepository
+from mirrord.registry.retry import RetryPolicy
+from mirrord.registry.transport import Transport
+from .fakeregistry import FakeRegistry, Seen, data_server, dumps, running
+
+FAST = RetryPolicy(base=0.001, cap=0.005, retry_after_cap=0.05)
+
+
+@pytest.fixture
+def events() -> list[Event]:
+    return []
+
+
+@pytest.fixture
+async def transport(events: list[Event]) -> AsyncIterator[Transport]:
+    bus = EventBus()
+    bus.subscribe(events.append)
+    async with Transport(events=bus, connect_timeout=5, read_timeout=5) as transport:
+        yield transport
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeRegistry]:
+    async with running(FakeRegistry()) as fake:
+        yield fake
+
+
+def repo_of(fake: FakeRegistry, transport: Transport, name: str = "lib/app", **settings: Any) -> HTTPRepository:
+    return RegistryClient(fake.settings(**settings), transport, retry=FAST).repository(name)
+
+
+async def chunked(data: bytes, size: int = 7000) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def read_all(repo: HTTPRepository, digest: Digest, offset: int = 0) -> bytes:
+    out = bytearray()
+    async with repo.blob_open(digest, offset=offset) as stream:
+        async for chunk in stream:
+            out += chunk
+    return bytes(out)
+
+
+def image(layer: bytes, config: bytes = b"{}") -> bytes:
+    return dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {"mediaType": mt.OCI_CONFIG, "digest": str(Digest.of(config)), "size": len(config)},
+            "layers": [{"mediaType": mt.OCI_LAYER_GZIP, "digest": str(Digest.of(layer)), "size": len(layer)}],
+        }
+    )
+
+
+# -- blobs ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", ["none", "basic", "bearer"])
+async def test_blob_round_trip_in_every_auth_mode(fake: FakeRegistry, transport: Transport, auth: str) -> None:
+    fake.auth = auth
+    repo = repo_of(fake, transport)
+    data = os.urandom(100_000)
+    digest = Digest.of(data)
+    assert await repo.blob_head(digest) is None
+    await repo.blob_put(digest, len(data), chunked(data))
+    assert await repo.blob_head(digest) == len(data)
+    assert await read_all(repo, digest) == data
+    assert fake.blobs[str(digest)] == data
+
+
+async def test_blob_open_reports_size_and_reads_from_an_offset(fake: FakeRegistry, transport: Transport) -> None:
+    data = os.urandom(50_000)
+    digest = Digest.parse(fake.put_blob(data))
+    repo = repo_of(fake, transport)
+    async with repo.blob_open(digest) as stream:
+        assert stream.size == len(data)
+    assert await read_all(repo, digest, offset=1234) == data[1234:]
+
+
+async def test_blob_open_of_a_missing_blob_raises_not_found(fake: FakeRegistry, transport: Transport) -> None:
+    with pytest.raises(NotFound):
+        await read_all(repo_of(fake, transport), Digest.of(b"absent"))
+
+
+async def test_corrupt_download_raises_digest_mismatch_at_the_end(fake: FakeRegistry, transport: Transport) -> None:
+    data = os.urandom(10_000)
+    digest = Digest.parse(fake.put_blob(data))
+    fake.corrupt_blobs = True
+    with pytest.raises(DigestMismatch, match="hashes to"):
+        await read_all(repo_of(fake, transport), digest)
+
+
+async def test_broken_download_resumes_with_range_into_the_same_hasher(
+    fake: FakeRegistry, transport: Transport, events: list[Event]
+) -> None:
+    data = os.urandom(300_000)
+    digest = Digest.parse(fake.put_blob(data))
+    fake.cut_blob_after, fake.cuts_left = 100_000, 2
+    assert await read_all(repo_of(fake, transport), digest) == data
+    ranges = [r.headers.get("Range") for r in fake.seen("GET", "/blobs/")]
+    assert ranges[0] is None
+    assert len(ranges) == 3 and all(r and r.startswith("bytes=") for r in ranges[1:])
+    assert [e.reason for e in events if isinstance(e, RetryScheduled)] == ["reset", "reset"]
+    pulled = sum(e.count for e in events if isinstance(e, BytesTransferred) and e.direction == "pulled")
+    assert pulled == len(data)
+
+
+async def test_resume_fails_cleanly_when_range_is_ignored(fake: FakeRegistry, transport: Transport) -> None:
+    data = os.urandom(100_000)
+    digest = Digest.parse(fake.put_blob(data))
+    fake.cut_blob_after, fake.cuts_left, fake.ignore_range = 10_000, 1, True
+    with pytest.raises(TransportError, match="Range"):
+        await read_all(repo_of(fake, transport), digest)
+
+
+async def test_resume_gives_up_after_bounded_attempts(fake: FakeRegistry, transport: Transport) -> None:
+    data = os.urandom(100_000)
+    digest = Digest.parse(fake.put_blob(data))
+    fake.cut_blob_after, fake.cuts_left = 1000, 100
+    with pytest.raises(TransportError, match="gave up resuming"):
+        await read_all(repo_of(fake, transport), digest)
+
+
+async def test_redirected_download_does_not_carry_authorization_to_the_other_host(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    fake.auth = "bearer"
+    data = os.urandom(20_000)
+    digest = Digest.parse(fake.put_blob(data))
+    cdn_seen: list[Seen] = []
+    async with data_server(fake.blobs, cdn_seen) as cdn:
+        fake.redirect_blobs_to = cdn
+        assert await read_all(repo_of(fake, transport), digest) == data
+    assert cdn_seen and all("Authorization" not in r.headers for r in cdn_seen)
+    registry_gets = fake.seen("GET", "/blobs/")
+    assert registry_gets[-1].headers.get("Authorization", "").startswith("Bearer ")
+
+
+async def test_upload_with_wrong_digest_is_cancelled_and_never_completes(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    data = os.urandom(30_000)
+    wrong = Digest.of(b"something else")
+    with pytest.raises(DigestMismatch):
+        await repo_of(fake, transport).blob_put(wrong, len(data), chunked(data))
+    assert not fake.uploads  # DELETEd
+    assert fake.seen("DELETE", "/blobs/uploads/")
+    assert str(wrong) not in fake.blobs
+
+
+@pytest.mark.parametrize("size_delta", [-1, 1])
+async def test_upload_with_wrong_size_raises_digest_mismatch(
+    fake: FakeRegistry, transport: Transport, size_delta: int
+) -> None:
+    data = os.urandom(30_000)
+    with pytest.raises(DigestMismatch, match="bytes"):
+        await repo_of(fake, transport).blob_put(Digest.of(data), len(data) + size_delta, chunked(data))
+    assert not fake.uploads
+
+
+async def test_failing_chunks_iterator_cancels_the_upload_and_reraises(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    class SourceBroke(Exception):
+        pass
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"x" * 20_000
+        raise SourceBroke("source went away")
+
+    with pytest.raises(SourceBroke):
+        await repo_of(fake, transport).blob_put(Digest.of(b"x" * 40_000), 40_000, broken())
+    assert not fake.uploads
+    assert fake.seen("DELETE", "/blobs/uploads/")
+
+
+async def test_chunked_upload_patches_in_order_honouring_the_minimum_chunk(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    fake.chunk_min_length = 16_384
+    data = os.urandom(70_000)
+    repo = repo_of(fake, transport, chunk_size=4096)
+    await repo.blob_put(Digest.of(data), len(data), chunked(data, 3000))
+    assert fake.blobs[str(Digest.of(data))] == data
+    patches = fake.seen("PATCH")
+    assert [p.headers["Content-Range"] for p in patches] == [
+        f"{i * 16_384}-{(i + 1) * 16_384 - 1}" for i in range(4)
+    ]
+    assert all(p.query["_state"] == "abc==" for p in patches)  # the registry's query survives
+
+
+async def test_upload_into_a_given_session_skips_the_post(fake: FakeRegistry, transport: Transport) -> None:
+    repo = repo_of(fake, transport)
+    data = os.urandom(1000)
+    result = await repo.blob_mount(Digest.of(data), "lib/other")
+    assert not result.mounted and isinstance(result.upload, HTTPUploadSession)
+    posts = len(fake.seen("POST"))
+    await repo.blob_put(Digest.of(data), len(data), chunked(data), upload=result.upload)
+    assert len(fake.seen("POST")) == posts
+    assert fake.blobs[str(Digest.of(data))] == data
+
+
+async def test_mount_of_a_present_blob_is_201(fake: FakeRegistry, transport: Transport) -> None:
+    fake.auth = "bearer"
+    digest = Digest.parse(fake.put_blob(b"shared layer"))
+    result = await repo_of(fake, transport, name="lib/b").blob_mount(digest, "lib/a")
+    assert result.mounted and result.upload is None
+    scopes = fake.token_requests[-1].query
+    assert "service" in scopes
+
+
+# -- manifests --------------------------------------------------------------------------------------
+
+
+async def test_manifest_put_head_get_delete(fake: FakeRegistry, transport: Transport) -> None:
+    repo = repo_of(fake, transport)
+    raw = image(b"layer")
+    digest = await repo.manifest_put("v1", raw, mt.OCI_MANIFEST)
+    assert digest == Digest.of(raw)
+    head = await repo.manifest_head("v1")
+    assert head is not None and (head.digest, head.size, head.media_type) == (digest, len(raw), mt.OCI_MANIFEST)
+    for reference in ("v1", str(digest)):
+        manifest = await repo.manifest_get(reference)
+        assert isinstance(manifest, ImageManifest) and manifest.raw == raw
+    accept = fake.seen("GET", "/manifests/")[0].headers["Accept"]
+    assert all(t in accept for t in mt.MANIFEST_ACCEPT)
+    await repo.manifest_delete(str(digest))
+    assert await repo.manifest_head(str(digest)) is None
+    with pytest.raises(NotFound):
+        await repo.manifest_delete(str(digest))
+    with pytest.raises(NotFound):
+        await repo.manifest_get(str(digest))
+
+
+async def test_manifest_get_verifies_the_requested_digest(fake: FakeRegistry, transport: Transport) -> None:
+    raw = image(b"layer")
+    claimed = Digest.of(b"other")
+    fake.manifests[("lib/app", str(claimed))] = (raw, mt.OCI_MANIFEST)
+    with pytest.raises(DigestMismatch):
+        await repo_of(fake, transport).manifest_get(str(claimed))
+
+
+async def test_manifest_get_rejects_more_than_4_mib(fake: FakeRegistry, transport: Transport) -> None:
+    fake.manifests[("lib/app", "big")] = (b" " * (4 * 1024 * 1024 + 1), mt.OCI_MANIFEST)
+    with pytest.raises(ProtocolError, match="larger"):
+        await repo_of(fake, transport).manifest_get("big")
+
+
+async def test_index_manifest_is_parsed_as_an_index(fake: FakeRegistry, transport: Transport) -> None:
+    child = image(b"l")
+    index = dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": [{"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(child)), "size": len(child)}],
+        }
+    )
+    repo = repo_of(fake, transport)
+    await repo.manifest_put("multi", index, mt.OCI_INDEX)
+    assert isinstance(await repo.manifest_get("multi"), ImageIndex)
+
+
+# -- tags and referrers -----------------------------------------------------------------------------
+
+
+async def test_tags_list_follows_link_pages(fake: FakeRegistry, transport: Transport) -> None:
+    fake.tags["lib/app"] = [f"t{i}" for i in range(7)]
+    assert await repo_of(fake, transport).tags_list() == [f"t{i}" for i in range(7)]
+    assert len(fake.seen("GET", "/tags/list")) == 4
+    assert fake.seen("GET", "/tags/list")[0].query["n"] == "1000"
+
+
+async def test_tags_list_of_unknown_or_empty_repository_is_empty(fake: FakeRegistry, transport: Transport) -> None:
+    assert await repo_of(fake, transport, name="no/such").tags_list() == []
+    fake.tags["lib/empty"] = []  # answered with "tags": null
+    assert await repo_of(fake, transport, name="lib/empty").tags_list() == []
+
+
+async def test_referrers(fake: FakeRegistry, transport: Transport) -> None:
+    repo = repo_of(fake, transport)
+    subject = Digest.of(b"subject")
+    assert await repo.referrers(subject) is None
+    index = dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
+    fake.manifests[("lib/app", f"referrers-{subject}")] = (index, mt.OCI_INDEX)
+    found = await repo.referrers(subject, artifact_type="application/vnd.dev.cosign")
+    assert isinstance(found, ImageIndex) and found.manifests == ()
+    assert fake.seen("GET", "/referrers/")[-1].query == {"artifactType": "application/vnd.dev.cosign"}
+
+
+def test_repository_identity(fake: FakeRegistry) -> None:
+    fake.host = "127.0.0.1:5000"
+    repo = RegistryClient(fake.settings(), Transport()).repository("lib/app")
+    assert (repo.registry_key, repo.name, str(repo)) == ("127.0.0.1:5000", "lib/app", "127.0.0.1:5000/lib/app")
+
+
+# -- retries, auth, events --------------------------------------------------------------------------
+
+
+async def test_5xx_and_429_are_retried_with_events(
+    fake: FakeRegistry, transport: Transport, events: list[Event]
+) -> None:
+    fake.tags["lib/app"] = ["a"]
+    fake.fail("/tags/list", 503, count=2)
+    fake.fail("/tags/list", 429, count=1, **{"Retry-After": "0"})
+    assert await repo_of(fake, transport).tags_list() == ["a"]
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert [e.reason for e in retries] == ["5xx", "5xx", "429"]
+    assert retries[-1].delay == 0
+
+
+async def test_retries_are_bounded(fake: FakeRegistry, transport: Transport) -> None:
+    fake.fail("/tags/list", 502, count=FAST.attempts)
+    with pytest.raises(ServerError):
+        await repo_of(fake, transport).tags_list()
+
+
+async def test_non_idempotent_patch_is_not_retried(fake: FakeRegistry, transport: Transport) -> None:
+    fake.fail("/blobs/uploads/.+", 503, count=1)
+    data = os.urandom(10_000)
+    with pytest.raises(ServerError):
+        await repo_of(fake, transport, chunk_size=4096).blob_put(Digest.of(data), len(data), chunked(data))
+    assert len(fake.seen("PATCH")) == 1
+
+
+async def test_client_errors_are_not_retried(fake: FakeRegistry, transport: Transport) -> None:
+    fake.fail("/manifests/", 400, count=1)
+    with pytest.raises(RequestRejected):
+        await repo_of(fake, transport).manifest_get("v1")
+    assert len(fake.seen("GET", "/manifests/")) == 1
+
+
+async def test_bearer_tokens_are_cached_and_fetched_once_for_concurrent_requests(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    fake.auth = "bearer"
+    fake.tags["lib/app"] = ["a"]
+    repo = repo_of(fake, transport)
+    await asyncio.gather(*(repo.tags_list() for _ in range(20)))
+    for _ in range(10):
+        await repo.tags_list()
+    assert len(fake.token_requests) == 1
+    request = fake.token_requests[0]
+    assert request.query == {"service": "fake", "scope": "repository:lib/app:pull"}
+    assert request.headers["Authorization"].startswith("Basic ")
+
+
+async def test_push_scope_covers_pulls_and_new_scope_fetches_a_new_token(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    fake.auth = "bearer"
+    repo = repo_of(fake, transport)
+    await repo.manifest_put("v1", image(b"l"), mt.OCI_MANIFEST)
+    await repo.manifest_get("v1")
+    assert len(fake.token_requests) == 1
+    assert fake.token_requests[0].query["scope"] == "repository:lib/app:pull,push"
+    await repo_of(fake, transport, name="lib/other").tags_list()
+    assert len(fake.token_requests) == 2
+
+
+async def test_revoked_token_is_refetched_once(fake: FakeRegistry, transport: Transport) -> None:
+    fake.auth = "bearer"
+    fake.tags["lib/app"] = ["a"]
+    repo = repo_of(fake, transport)
+    await repo.tags_list()
+    fake.issued_tokens.clear()
+    assert await repo.tags_list() == ["a"]
+    assert len(fake.token_requests) == 2
+
+
+async def test_wrong_credentials_raise_auth_error_without_secrets(fake: FakeRegistry, transport: Transport) -> None:
+    from mirrord.registry.settings import CredentialSpec
+
+    for mode in ("basic", "bearer"):
+        fake.auth = mode
+        repo = repo_of(fake, transport, auth=CredentialSpec(username="alice", password="wrong-pw"))
+        with pytest.raises(AuthError) as caught:
+            await repo.tags_list()
+        assert "wrong-pw" not in str(caught.value) and "wrong-pw" not in repr(caught.value.args)
+
+
+async def test_401_without_challenge_takes_it_from_v2(fake: FakeRegistry, transport: Transport) -> None:
+    fake.auth, fake.challenge_on_v2_only = "bearer", True
+    fake.tags["lib/app"] = ["a"]
+    assert await repo_of(fake, transport).tags_list() == ["a"]
+    assert fake.seen("GET", "^/v2/$")
+
+
+async def test_events_report_requests_and_rate_limits(
+    fake: FakeRegistry, transport: Transport, events: list[Event]
+) -> None:
+    fake.response_headers = {"ratelimit-remaining": "99;w=21600"}
+    data = b"abc" * 1000
+    await repo_of(fake, transport).blob_put(Digest.of(data), len(data), chunked(data, 1000))
+    done = [e for e in events if isinstance(e, HttpRequestDone)]
+    assert [(e.method, e.code) for e in done] == [("POST", 202), ("PUT", 201)]
+    assert all(e.registry == fake.host for e in done)
+    assert RateLimitObserved(fake.host, 99.0) in events
+    pushed = [e.count for e in events if isinstance(e, BytesTransferred) and e.direction == "pushed"]
+    assert sum(pushed) == len(data)
+
+
+async def test_connection_refused_is_a_transport_error(transport: Transport) -> None:
+    fake = FakeRegistry(host="127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(TransportError) as caught:
+        await repo_of(fake, transport).blob_head(Digest.of(b""))
+    assert caught.value.registry == "127.0.0.1:9" and caught.value.repository == "lib/app"
+
+
+def test_blob_digest_helper_is_sha256() -> None:
+    assert str(Digest.of(b"x")) == "sha256:" + hashlib.sha256(b"x").hexdigest()
