@@ -115,7 +115,9 @@ class FakeRegistry:
             if re.search(pattern, request.path):
                 del self.failures[i]
                 return web.json_response(
-                    {"errors": [{"code": "UNAVAILABLE", "message": "injected"}]}, status=status, headers=headers
+                    {"errors": [{"code": "UNAVAILABLE", "message": "injected"}]},
+                    status=status,
+                    headers=headers,
                 )
         return await handler(request)  # type: ignore[no-any-return]
 
@@ -177,7 +179,10 @@ class FakeRegistry:
             del self.manifests[(name, ref)]
             return web.Response(status=202)
         raw, media_type = found
-        headers = {"Docker-Content-Digest": "sha256:" + hashlib.sha256(raw).hexdigest(), "Content-Type": media_type}
+        headers = {
+            "Docker-Content-Digest": "sha256:" + hashlib.sha256(raw).hexdigest(),
+            "Content-Type": media_type,
+        }
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(raw))
             return web.Response(status=200, headers=headers)
@@ -238,7 +243,9 @@ class FakeRegistry:
         if int(end) - int(start) + 1 != len(body):
             return _error(400, "SIZE_INVALID")
         buffer += body
-        return web.Response(status=202, headers={"Location": request.path_qs, "Range": f"0-{len(buffer) - 1}"})
+        return web.Response(
+            status=202, headers={"Location": request.path_qs, "Range": f"0-{len(buffer) - 1}"}
+        )
 
     # -- tags and referrers ----------------------------------------------------------------------
 
@@ -269,7 +276,9 @@ def _error(status: int, code: str) -> web.Response:
     return web.json_response({"errors": [{"code": code, "message": code.lower()}]}, status=status)
 
 
-async def serve_bytes(request: web.Request, data: bytes, fake: FakeRegistry | None = None) -> web.StreamResponse:
+async def serve_bytes(
+    request: web.Request, data: bytes, fake: FakeRegistry | None = None
+) -> web.StreamResponse:
     """Serve ``data`` honouring ``Range: bytes=N-``; the fake may cut the connection or corrupt."""
     start = 0
     match = re.match(r"bytes=(\d+)-$", request.headers.get("Range", ""))

@@ -35,6 +35,7 @@ from mirrord.registry.errors import (
 from mirrord.registry.http_repository import HTTPRepository
 from mirrord.registry.retry import RetryPolicy
 from mirrord.registry.transport import Transport
+
 from .fakeregistry import FakeRegistry, Seen, data_server, dumps, running
 
 FAST = RetryPolicy(base=0.001, cap=0.005, retry_after_cap=0.05)
@@ -59,7 +60,9 @@ async def fake() -> AsyncIterator[FakeRegistry]:
         yield fake
 
 
-def repo_of(fake: FakeRegistry, transport: Transport, name: str = "lib/app", **settings: Any) -> HTTPRepository:
+def repo_of(
+    fake: FakeRegistry, transport: Transport, name: str = "lib/app", **settings: Any
+) -> HTTPRepository:
     return RegistryClient(fake.settings(**settings), transport, retry=FAST).repository(name)
 
 
@@ -91,7 +94,9 @@ def image(layer: bytes, config: bytes = b"{}") -> bytes:
 
 
 @pytest.mark.parametrize("auth", ["none", "basic", "bearer"])
-async def test_blob_round_trip_in_every_auth_mode(fake: FakeRegistry, transport: Transport, auth: str) -> None:
+async def test_blob_round_trip_in_every_auth_mode(
+    fake: FakeRegistry, transport: Transport, auth: str
+) -> None:
     fake.auth = auth
     repo = repo_of(fake, transport)
     data = os.urandom(100_000)
@@ -103,7 +108,9 @@ async def test_blob_round_trip_in_every_auth_mode(fake: FakeRegistry, transport:
     assert fake.blobs[str(digest)] == data
 
 
-async def test_blob_open_reports_size_and_reads_from_an_offset(fake: FakeRegistry, transport: Transport) -> None:
+async def test_blob_open_reports_size_and_reads_from_an_offset(
+    fake: FakeRegistry, transport: Transport
+) -> None:
     data = os.urandom(50_000)
     digest = Digest.parse(fake.put_blob(data))
     repo = repo_of(fake, transport)
@@ -117,7 +124,9 @@ async def test_blob_open_of_a_missing_blob_raises_not_found(fake: FakeRegistry, 
         await read_all(repo_of(fake, transport), Digest.of(b"absent"))
 
 
-async def test_corrupt_download_raises_digest_mismatch_at_the_end(fake: FakeRegistry, transport: Transport) -> None:
+async def test_corrupt_download_raises_digest_mismatch_at_the_end(
+    fake: FakeRegistry, transport: Transport
+) -> None:
     data = os.urandom(10_000)
     digest = Digest.parse(fake.put_blob(data))
     fake.corrupt_blobs = True
@@ -134,7 +143,8 @@ async def test_broken_download_resumes_with_range_into_the_same_hasher(
     assert await read_all(repo_of(fake, transport), digest) == data
     ranges = [r.headers.get("Range") for r in fake.seen("GET", "/blobs/")]
     assert ranges[0] is None
-    assert len(ranges) == 3 and all(r and r.startswith("bytes=") for r in ranges[1:])
+    assert len(ranges) == 3
+    assert all(r and r.startswith("bytes=") for r in ranges[1:])
     assert [e.reason for e in events if isinstance(e, RetryScheduled)] == ["reset", "reset"]
     pulled = sum(e.count for e in events if isinstance(e, BytesTransferred) and e.direction == "pulled")
     assert pulled == len(data)
@@ -166,7 +176,8 @@ async def test_redirected_download_does_not_carry_authorization_to_the_other_hos
     async with data_server(fake.blobs, cdn_seen) as cdn:
         fake.redirect_blobs_to = cdn
         assert await read_all(repo_of(fake, transport), digest) == data
-    assert cdn_seen and all("Authorization" not in r.headers for r in cdn_seen)
+    assert cdn_seen
+    assert all("Authorization" not in r.headers for r in cdn_seen)
     registry_gets = fake.seen("GET", "/blobs/")
     assert registry_gets[-1].headers.get("Authorization", "").startswith("Bearer ")
 
@@ -228,7 +239,8 @@ async def test_upload_into_a_given_session_skips_the_post(fake: FakeRegistry, tr
     repo = repo_of(fake, transport)
     data = os.urandom(1000)
     result = await repo.blob_mount(Digest.of(data), "lib/other")
-    assert not result.mounted and isinstance(result.upload, HTTPUploadSession)
+    assert not result.mounted
+    assert isinstance(result.upload, HTTPUploadSession)
     posts = len(fake.seen("POST"))
     await repo.blob_put(Digest.of(data), len(data), chunked(data), upload=result.upload)
     assert len(fake.seen("POST")) == posts
@@ -239,7 +251,8 @@ async def test_mount_of_a_present_blob_is_201(fake: FakeRegistry, transport: Tra
     fake.auth = "bearer"
     digest = Digest.parse(fake.put_blob(b"shared layer"))
     result = await repo_of(fake, transport, name="lib/b").blob_mount(digest, "lib/a")
-    assert result.mounted and result.upload is None
+    assert result.mounted
+    assert result.upload is None
     scopes = fake.token_requests[-1].query
     assert "service" in scopes
 
@@ -253,10 +266,12 @@ async def test_manifest_put_head_get_delete(fake: FakeRegistry, transport: Trans
     digest = await repo.manifest_put("v1", raw, mt.OCI_MANIFEST)
     assert digest == Digest.of(raw)
     head = await repo.manifest_head("v1")
-    assert head is not None and (head.digest, head.size, head.media_type) == (digest, len(raw), mt.OCI_MANIFEST)
+    assert head is not None
+    assert (head.digest, head.size, head.media_type) == (digest, len(raw), mt.OCI_MANIFEST)
     for reference in ("v1", str(digest)):
         manifest = await repo.manifest_get(reference)
-        assert isinstance(manifest, ImageManifest) and manifest.raw == raw
+        assert isinstance(manifest, ImageManifest)
+        assert manifest.raw == raw
     accept = fake.seen("GET", "/manifests/")[0].headers["Accept"]
     assert all(t in accept for t in mt.MANIFEST_ACCEPT)
     await repo.manifest_delete(str(digest))
@@ -287,7 +302,9 @@ async def test_index_manifest_is_parsed_as_an_index(fake: FakeRegistry, transpor
         {
             "schemaVersion": 2,
             "mediaType": mt.OCI_INDEX,
-            "manifests": [{"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(child)), "size": len(child)}],
+            "manifests": [
+                {"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of(child)), "size": len(child)}
+            ],
         }
     )
     repo = repo_of(fake, transport)
@@ -305,7 +322,9 @@ async def test_tags_list_follows_link_pages(fake: FakeRegistry, transport: Trans
     assert fake.seen("GET", "/tags/list")[0].query["n"] == "1000"
 
 
-async def test_tags_list_of_unknown_or_empty_repository_is_empty(fake: FakeRegistry, transport: Transport) -> None:
+async def test_tags_list_of_unknown_or_empty_repository_is_empty(
+    fake: FakeRegistry, transport: Transport
+) -> None:
     assert await repo_of(fake, transport, name="no/such").tags_list() == []
     fake.tags["lib/empty"] = []  # answered with "tags": null
     assert await repo_of(fake, transport, name="lib/empty").tags_list() == []
@@ -318,14 +337,19 @@ async def test_referrers(fake: FakeRegistry, transport: Transport) -> None:
     index = dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
     fake.manifests[("lib/app", f"referrers-{subject}")] = (index, mt.OCI_INDEX)
     found = await repo.referrers(subject, artifact_type="application/vnd.dev.cosign")
-    assert isinstance(found, ImageIndex) and found.manifests == ()
+    assert isinstance(found, ImageIndex)
+    assert found.manifests == ()
     assert fake.seen("GET", "/referrers/")[-1].query == {"artifactType": "application/vnd.dev.cosign"}
 
 
 def test_repository_identity(fake: FakeRegistry) -> None:
     fake.host = "127.0.0.1:5000"
     repo = RegistryClient(fake.settings(), Transport()).repository("lib/app")
-    assert (repo.registry_key, repo.name, str(repo)) == ("127.0.0.1:5000", "lib/app", "127.0.0.1:5000/lib/app")
+    assert (repo.registry_key, repo.name, str(repo)) == (
+        "127.0.0.1:5000",
+        "lib/app",
+        "127.0.0.1:5000/lib/app",
+    )
 
 
 # -- retries, auth, events --------------------------------------------------------------------------
@@ -402,7 +426,9 @@ async def test_revoked_token_is_refetched_once(fake: FakeRegistry, transport: Tr
     assert len(fake.token_requests) == 2
 
 
-async def test_wrong_credentials_raise_auth_error_without_secrets(fake: FakeRegistry, transport: Transport) -> None:
+async def test_wrong_credentials_raise_auth_error_without_secrets(
+    fake: FakeRegistry, transport: Transport
+) -> None:
     from mirrord.registry.settings import CredentialSpec
 
     for mode in ("basic", "bearer"):
@@ -410,7 +436,8 @@ async def test_wrong_credentials_raise_auth_error_without_secrets(fake: FakeRegi
         repo = repo_of(fake, transport, auth=CredentialSpec(username="alice", password="wrong-pw"))
         with pytest.raises(AuthError) as caught:
             await repo.tags_list()
-        assert "wrong-pw" not in str(caught.value) and "wrong-pw" not in repr(caught.value.args)
+        assert "wrong-pw" not in str(caught.value)
+        assert "wrong-pw" not in repr(caught.value.args)
 
 
 async def test_401_without_challenge_takes_it_from_v2(fake: FakeRegistry, transport: Transport) -> None:
@@ -438,7 +465,8 @@ async def test_connection_refused_is_a_transport_error(transport: Transport) -> 
     fake = FakeRegistry(host="127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(TransportError) as caught:
         await repo_of(fake, transport).blob_head(Digest.of(b""))
-    assert caught.value.registry == "127.0.0.1:9" and caught.value.repository == "lib/app"
+    assert caught.value.registry == "127.0.0.1:9"
+    assert caught.value.repository == "lib/app"
 
 
 def test_blob_digest_helper_is_sha256() -> None:
