@@ -101,8 +101,11 @@ def parse_manifest(raw: bytes, media_type: str | None = None) -> AnyManifest:
     """
     if len(raw) > MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"manifest of {len(raw)} bytes exceeds the {MAX_MANIFEST_BYTES} byte limit")
+    content_type = _bare_type(media_type)
+    if content_type in mt.SCHEMA1_TYPES:  # before decoding: a schema1 body need not be JSON we can read
+        raise UnsupportedManifest(_SCHEMA1_MESSAGE)
     obj = _decode(raw)
-    effective = _effective_type(obj, _bare_type(media_type))
+    effective = _effective_type(obj, content_type)
     digest = Digest.of(bytes(raw))
     if mt.is_index(effective):
         return _parse_index(bytes(raw), effective, digest, obj)
@@ -131,21 +134,27 @@ def _effective_type(obj: Mapping[str, Any], content_type: str) -> str:
     """The manifest kind from the Content-Type, the ``mediaType`` field, or the content's shape."""
     declared = optional_str(obj, "mediaType", "manifest")
     version = obj.get("schemaVersion")
-    if content_type in mt.SCHEMA1_TYPES or declared in mt.SCHEMA1_TYPES or _is_int(version, 1):
+    if declared in mt.SCHEMA1_TYPES or _is_int(version, 1):
         raise UnsupportedManifest(_SCHEMA1_MESSAGE)
     if not _is_int(version, 2):
-        raise InvalidManifest(f"manifest 'schemaVersion' must be 2, not {version!r}")
+        raise InvalidManifest(f"manifest 'schemaVersion' must be 2, not {_short(version)}")
     if content_type not in GENERIC_TYPES:
         if declared is not None and declared != content_type:
             raise InvalidManifest(
-                f"manifest 'mediaType' {declared!r} contradicts Content-Type {content_type!r}"
+                f"manifest 'mediaType' {_short(declared)} contradicts Content-Type {_short(content_type)}"
             )
         effective = content_type
     else:
         effective = declared if declared is not None else _detect(obj)
     if effective not in mt.MANIFEST_TYPES:
-        raise InvalidManifest(f"unsupported manifest media type {effective!r}")
+        raise InvalidManifest(f"unsupported manifest media type {_short(effective)}")
     return effective
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a readable length: values come from untrusted, possibly huge, input."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _is_int(value: Any, expected: int) -> bool:

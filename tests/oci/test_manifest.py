@@ -252,11 +252,18 @@ def test_manifest_to_json() -> None:
         (dumps({"schemaVersion": 1}), "application/json"),
         (dumps({"schemaVersion": 2, "mediaType": mt.DOCKER_MANIFEST_V1}), None),
         (dumps({"name": "x"}), mt.DOCKER_MANIFEST_V1),
+        (b"not json at all", mt.DOCKER_MANIFEST_V1_SIGNED + "; charset=utf-8"),
     ],
 )
 def test_schema1_is_rejected_clearly(raw: bytes, content_type: str | None) -> None:
     with pytest.raises(UnsupportedManifest, match="Docker schema1 manifests are not supported"):
         parse_manifest(raw, content_type)
+
+
+def test_huge_values_are_cut_short_in_messages() -> None:
+    with pytest.raises(InvalidManifest) as info:
+        parse_manifest(dumps({**oci_manifest(), "schemaVersion": "2" * 100_000}))
+    assert len(str(info.value)) < 200
 
 
 def padded_manifest(total: int) -> bytes:
