@@ -107,7 +107,10 @@ def test_events_map_onto_series() -> None:
     bus.emit(BlobDone("nginx", "mirror.example.com", "hub/nginx", DIGEST, 10, "deduplicated"))
     assert value(metrics, "mirrord_blobs_total", entry="nginx", outcome="deduplicated") == 1.0
     feed_everything(metrics)
-    v = lambda name, **labels: value(metrics, name, **labels)  # noqa: E731
+
+    def v(name: str, **labels: str) -> float | None:
+        return value(metrics, name, **labels)
+
     assert v("mirrord_blobs_total", entry="nginx", outcome="copied") == 1.0
     assert v("mirrord_blobs_total", entry="nginx", outcome="mounted") == 1.0
     assert v("mirrord_images_total", entry="nginx", result="copied") == 1.0

@@ -95,41 +95,32 @@ async def test_next_run_follows_the_interval() -> None:
         assert next_run == pytest.approx(rec.starts["a"][0] + LONG, abs=0.05)
 
 
-async def test_jitter_stays_within_bounds_and_follows_the_seed() -> None:
-    def next_runs(seed: int) -> list[float]:
-        # A frozen clock makes next_run - now exactly the drawn delay.
-        now = 1000.0
-        scheduler = Scheduler(rec, jitter=0.25, clock=lambda: now, rng=random.Random(seed))
-        delays = []
-        scheduler.set_entries({"a": 100.0})
-        for _ in range(50):
-            scheduler._reschedule(scheduler._slots["a"], True, now)
-            next_run = scheduler.next_run("a")
-            assert next_run is not None
-            delays.append(next_run - now)
-        return delays
+async def jittered_delays(seed: int, runs: int) -> list[float]:
+    """The delays drawn after ``runs`` successful runs (interval 100 s, jitter 0.25).
 
+    The clock is frozen, so ``next_run - now`` is exactly the drawn delay; each follow-up run is
+    started by a trigger instead of waiting out the interval.
+    """
     rec = Recorder()
-    delays = next_runs(7)
-    assert all(100.0 <= d <= 125.0 for d in delays)
-    assert len(set(delays)) > 40  # jitter actually varies
-    assert next_runs(7) == delays
-
-
-async def test_jitter_through_real_runs() -> None:
-    rec = Recorder()
-    now = [50.0]
-    scheduler = Scheduler(rec, jitter=0.5, clock=lambda: now[0], rng=random.Random(1))
+    scheduler = Scheduler(rec, jitter=0.25, clock=lambda: 1000.0, rng=random.Random(seed))
     scheduler.set_entries({"a": 100.0})
     delays = []
     async with running(scheduler):
-        for n in range(1, 11):
-            await until(lambda n=n: rec.count("a") == n and not scheduler.running("a"))
+        for n in range(1, runs + 1):
+            await until(lambda n=n: rec.count("a") == n and not scheduler.running("a"))  # type: ignore[misc]
             next_run = scheduler.next_run("a")
             assert next_run is not None
-            delays.append(next_run - now[0])
+            delays.append(next_run - 1000.0)
             assert scheduler.trigger("a")
-    assert all(100.0 <= d <= 150.0 for d in delays), delays
+    return delays
+
+
+async def test_jitter_stays_within_bounds_and_follows_the_seed() -> None:
+    delays = await jittered_delays(seed=7, runs=30)
+    assert all(100.0 <= d <= 125.0 for d in delays), delays
+    assert len(set(delays)) > 25  # the jitter actually varies
+    assert await jittered_delays(seed=7, runs=30) == delays
+    assert await jittered_delays(seed=8, runs=30) != delays
 
 
 async def test_no_overlap_and_one_queued_follow_up() -> None:

@@ -49,7 +49,8 @@ class Server:
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
-    state, metrics, token = FakeState(), Metrics(), [None]
+    state, metrics = FakeState(), Metrics()
+    token: list[str | None] = [None]
     metrics.declare_entries(state.entries)
     app = make_app(state, metrics, trigger_token=lambda: token[0])
     runner, port = await start_server(app, "127.0.0.1", 0)
