@@ -29,6 +29,10 @@ class Platform:
     Normalisations follow containerd's: ``aarch64`` = ``arm64``, ``arm64/v8`` = ``arm64`` (variant
     dropped), ``x86_64``/``x86-64`` = ``amd64``, ``armhf`` = ``arm/v7``, ``armel`` = ``arm/v6``,
     ``arm`` without variant = ``arm/v7``, ``i386``/``386``. OS and architecture lower-cased.
+    Also ``arm/5``..``arm/8`` = ``arm/v5``..``arm/v8``, ``amd64/v1`` = ``amd64``, ``macos`` = ``darwin``.
+
+    :meth:`parse`, :meth:`from_json` and :meth:`normalised` normalise; the plain constructor takes
+    the fields as given (use it only with values that are already normalised).
     """
 
     os: str
