@@ -1,0 +1,21 @@
+"""The copy engine: plan (pure: what to copy, in which order) and execute (bounded, deduplicated,
+verified); emits :mod:`mirrord.events`. Depends only on the Repository protocol and the OCI model.
+"""
+
+from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target
+from mirrord.copy.errors import BlobCopyFailed, CopyError, ManifestTooDeep, NoMatchingPlatform
+from mirrord.copy.limits import Limits
+from mirrord.copy.locations import LocationCache
+
+__all__ = [
+    "BlobCopyFailed",
+    "CopyEngine",
+    "CopyError",
+    "CopyRequest",
+    "CopyResult",
+    "Limits",
+    "LocationCache",
+    "ManifestTooDeep",
+    "NoMatchingPlatform",
+    "Target",
+]

@@ -1,0 +1,383 @@
+"""Blob transfer coordination for one pass: existence checks, mounts, deduplication and the tee.
+
+For each (blob, target) the cheapest way wins: the target already has it (``exists``); another
+transfer of this pass brought it to the same registry (``deduplicated`` when it is the same
+repository, else ``mounted`` from there); a repository known to hold it in that registry lends it
+(``mounted``); else it is uploaded (``copied``). Uploads of one blob to several targets share ONE
+source read: the producer verifies digest and size while streaming and tees the chunks into every
+target's ``blob_put`` through small bounded queues, so memory stays bounded and the slowest target
+sets the pace. The last chunk is held back until the digest checked out, so a bad blob never
+completes an upload: every chunk iterator raises instead.
+
+One transfer per (target registry_key, digest) at a time: the first caller claims it, later callers
+await its result. A successful claim is remembered for the pass; a failed one is forgotten so a
+later caller retries. Callers hold a stream slot (:meth:`BlobTransfers.reserve`, taken before the
+task is spawned) for the whole of :meth:`BlobTransfers.ensure`; a claim's owner never waits for
+another claim before settling its own, so waiting cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass, field
+
+from mirrord.copy.errors import BlobCopyFailed
+from mirrord.copy.limits import Limits
+from mirrord.copy.locations import LocationCache
+from mirrord.events import BlobDone, BlobOutcome, EventBus, RetryScheduled, TransferFinished, TransferStarted
+from mirrord.oci import Descriptor, Digest
+from mirrord.registry.base import Repository, UploadSession
+from mirrord.registry.errors import DigestMismatch, RegistryError
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_WAKE = object()
+
+
+@dataclass(slots=True)
+class BlobReport:
+    """What :meth:`BlobTransfers.ensure` did: per target index an outcome or the error, and the
+    bytes read from the source (every attempt counted)."""
+
+    outcomes: dict[int, BlobOutcome] = field(default_factory=dict)
+    failures: dict[int, BaseException] = field(default_factory=dict)
+    pulled: int = 0
+
+
+@dataclass(slots=True)
+class _Sink:
+    index: int
+    repository: Repository
+    upload: UploadSession | None = None
+
+
+class BlobTransfers:
+    """The blob side of one engine (one pass): stream slots, claims and the location cache."""
+
+    def __init__(self, *, limits: Limits, events: EventBus, locations: LocationCache) -> None:
+        self.limits = limits
+        self.events = events
+        self.locations = locations
+        self._slots = asyncio.Semaphore(limits.blob_streams)
+        self._claims: dict[tuple[str, Digest], asyncio.Future[str | None]] = {}
+
+    async def reserve(self) -> None:
+        """Take a stream slot; call before spawning the task that runs :meth:`ensure`."""
+        await self._slots.acquire()
+
+    def release(self) -> None:
+        """Give back a slot taken by :meth:`reserve`."""
+        self._slots.release()
+
+    async def ensure(
+        self, source: Repository, blob: Descriptor, targets: Sequence[Repository], *, entry: str = ""
+    ) -> BlobReport:
+        """Bring ``blob`` from ``source`` to every target; never raises for a failed transfer (the
+        error is in the report), only CancelledError."""
+        report = BlobReport()
+        remaining = list(range(len(targets)))
+        while remaining:
+            owned, waiting = self._claim(blob.digest, targets, remaining)
+            try:
+                await self._deliver(source, blob, [_Sink(i, targets[i]) for i in owned], report, entry)
+            finally:
+                for i in owned:
+                    self._settle(targets[i], blob.digest, i in report.outcomes)
+            remaining = []
+            for i, claim in waiting:
+                holder = await asyncio.shield(claim)
+                if holder is None:
+                    remaining.append(i)  # the owner failed: try ourselves
+                else:
+                    await self._follow(source, blob, _Sink(i, targets[i]), holder, report, entry)
+        return report
+
+    # -- claims ------------------------------------------------------------------------------------
+
+    def _claim(
+        self, digest: Digest, targets: Sequence[Repository], indexes: Sequence[int]
+    ) -> tuple[list[int], list[tuple[int, asyncio.Future[str | None]]]]:
+        owned: list[int] = []
+        waiting: list[tuple[int, asyncio.Future[str | None]]] = []
+        for i in indexes:
+            key = (targets[i].registry_key, digest)
+            claim = self._claims.get(key)
+            if claim is None:
+                self._claims[key] = asyncio.get_running_loop().create_future()
+                owned.append(i)
+            else:
+                waiting.append((i, claim))
+        return owned, waiting
+
+    def _settle(self, target: Repository, digest: Digest, ok: bool) -> None:
+        key = (target.registry_key, digest)
+        claim = self._claims.get(key)
+        if claim is None or claim.done():
+            return
+        if not ok:
+            del self._claims[key]
+        claim.set_result(target.name if ok else None)
+
+    # -- the ways a blob gets to a target -------------------------------------------------------------
+
+    async def _deliver(
+        self, source: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport, entry: str
+    ) -> None:
+        if not sinks:
+            return
+        present = await _gather([self._exists(s.repository, blob.digest) for s in sinks])
+        for sink, exists in zip(sinks, present, strict=True):
+            if exists:
+                self._done(sink, blob, "exists", report, entry)
+        sinks = [s for s, exists in zip(sinks, present, strict=True) if not exists]
+        mounted = await _gather([self._mount(source, s, blob.digest) for s in sinks])
+        for sink, ok in zip(sinks, mounted, strict=True):
+            if ok:
+                self._done(sink, blob, "mounted", report, entry)
+        await self._upload(
+            source, blob, [s for s, ok in zip(sinks, mounted, strict=True) if not ok], report, entry
+        )
+
+    async def _follow(
+        self, source: Repository, blob: Descriptor, sink: _Sink, holder: str, report: BlobReport, entry: str
+    ) -> None:
+        """Another transfer of this pass brought the blob to ``holder`` in the sink's registry."""
+        if holder == sink.repository.name:
+            self._done(sink, blob, "deduplicated", report, entry)
+        elif await self._mount_from(sink, blob.digest, holder):
+            self._done(sink, blob, "mounted", report, entry)
+        else:
+            await self._upload(source, blob, [sink], report, entry)
+
+    async def _exists(self, target: Repository, digest: Digest) -> bool:
+        try:
+            return await target.blob_head(digest) is not None
+        except RegistryError as exc:
+            # A failed HEAD only costs us the shortcut: the upload decides.
+            log.debug("blob HEAD failed", extra={"fields": {"target": str(target), "error": str(exc)}})
+            return False
+
+    async def _mount(self, source: Repository, sink: _Sink, digest: Digest) -> bool:
+        """Mount from the source (same registry) or the most recent known location; on a 202 the
+        sink keeps the upload session for the upload."""
+        target = sink.repository
+        candidates = [n for n in self.locations.recent(target.registry_key, digest) if n != target.name]
+        if source.registry_key == target.registry_key and source.name != target.name:
+            candidates.insert(0, source.name)
+        if not candidates:
+            return False
+        if await self._mount_from(sink, digest, candidates[0]):
+            return True
+        self.locations.forget(target.registry_key, digest, candidates[0])
+        return False
+
+    async def _mount_from(self, sink: _Sink, digest: Digest, holder: str) -> bool:
+        try:
+            result = await sink.repository.blob_mount(digest, holder)
+        except RegistryError as exc:
+            # Some registries refuse mounts (Harbor answers 401): an upload still works.
+            log.debug(
+                "blob mount failed", extra={"fields": {"target": str(sink.repository), "error": str(exc)}}
+            )
+            return False
+        sink.upload = None if result.mounted else result.upload
+        return result.mounted
+
+    def _done(
+        self, sink: _Sink, blob: Descriptor, outcome: BlobOutcome, report: BlobReport, entry: str
+    ) -> None:
+        target = sink.repository
+        report.outcomes[sink.index] = outcome
+        report.failures.pop(sink.index, None)
+        self.locations.add(target.registry_key, blob.digest, target.name)
+        self.events.emit(
+            BlobDone(entry, target.registry_key, target.name, str(blob.digest), blob.size, outcome)
+        )
+
+    # -- uploads -------------------------------------------------------------------------------------
+
+    async def _upload(
+        self, source: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport, entry: str
+    ) -> None:
+        """Tee one source read into every sink; retry retryable failures up to blob_attempts."""
+        attempt = 1
+        while sinks:
+            errors = await self._tee(source, blob, sinks, report)
+            retry: list[_Sink] = []
+            for sink in sinks:
+                error = errors.get(sink.index)
+                if error is None:
+                    self._done(sink, blob, "copied", report, entry)
+                elif _retryable(error) and attempt < self.limits.blob_attempts:
+                    sink.upload = None  # a session is spent once data went into it
+                    retry.append(sink)
+                else:
+                    report.failures[sink.index] = error
+            if retry:
+                delay = self.limits.retry_backoff * 2 ** (attempt - 1)
+                for sink in retry:
+                    self.events.emit(RetryScheduled(sink.repository.registry_key, "blob", delay))
+                await asyncio.sleep(delay)
+            sinks, attempt = retry, attempt + 1
+
+    async def _tee(
+        self, source: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport
+    ) -> dict[int, BaseException]:
+        """One source read feeding every sink; returns the sinks that failed and why."""
+        channels = {s.index: _Channel(self.limits.tee_queue) for s in sinks}
+        self.events.emit(TransferStarted(str(blob.digest), blob.size))
+        ok = False
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = {s.index: group.create_task(_consume(s, blob, channels[s.index])) for s in sinks}
+                source_error = await self._produce(source, blob, list(channels.values()), report)
+            errors = {i: source_error or t.result() for i, t in tasks.items()}
+            failed = {i: e for i, e in errors.items() if e is not None}
+            ok = not failed
+            return failed
+        finally:
+            self.events.emit(TransferFinished(str(blob.digest), ok))
+
+    async def _produce(
+        self, source: Repository, blob: Descriptor, channels: list[_Channel], report: BlobReport
+    ) -> BaseException | None:
+        """Read the source once, verifying as it streams; the error that failed it, or None."""
+        verifier = _Verifier(source, blob)
+        try:
+            held: bytes | None = None
+            async with source.blob_open(blob.digest) as stream:
+                async for chunk in stream:
+                    verifier.update(chunk)
+                    report.pulled += len(chunk)
+                    if held is not None and not await _broadcast(channels, held):
+                        return None  # every target has stopped listening: their errors tell why
+                    held = chunk
+            verifier.check()
+            if held is not None:
+                await _broadcast(channels, held)
+            for channel in channels:
+                await channel.finish()
+            return None
+        except Exception as exc:
+            for channel in channels:
+                channel.fail(exc)
+            return exc
+        except BaseException as exc:
+            for channel in channels:
+                channel.fail(exc)
+            raise
+
+
+class _Verifier:
+    """Digest and size check of a blob while it streams (size even for unverifiable algorithms)."""
+
+    def __init__(self, source: Repository, blob: Descriptor) -> None:
+        self.source = source
+        self.blob = blob
+        self.hasher = blob.digest.hasher() if blob.digest.verifiable else None
+        self.size = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.hasher is not None:
+            self.hasher.update(chunk)
+        if self.size > self.blob.size:
+            raise self._mismatch(f"more than the {self.blob.size} bytes its descriptor says")
+
+    def check(self) -> None:
+        if self.size != self.blob.size:
+            raise self._mismatch(f"{self.size} bytes, its descriptor says {self.blob.size}")
+        if self.hasher is not None and not self.hasher.matches(self.blob.digest):
+            raise self._mismatch(f"content hashes to {self.hasher.digest()}")
+
+    def _mismatch(self, detail: str) -> DigestMismatch:
+        return DigestMismatch(
+            f"blob {self.blob.digest} from {self.source}: {detail}",
+            registry=self.source.registry_key,
+            repository=self.source.name,
+            reference=str(self.blob.digest),
+        )
+
+
+class _Channel:
+    """A bounded queue of chunks from the producer to one target's ``blob_put``."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
+        self._error: BaseException | None = None
+        self.closed = False
+
+    async def put(self, chunk: bytes) -> bool:
+        """Queue ``chunk``; False once the consumer has stopped (the chunk is dropped)."""
+        if self.closed:
+            return False
+        await self._queue.put(chunk)
+        return not self.closed
+
+    async def finish(self) -> None:
+        """Everything was sent and verified: let the consumer's iterator end normally."""
+        if not self.closed:
+            await self._queue.put(_END)
+
+    def fail(self, error: BaseException) -> None:
+        """Make the consumer's iterator raise, so its upload is abandoned."""
+        self._error = error
+        # A full queue means the consumer is not waiting: it sees the error at its next step.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_WAKE)
+
+    def close(self) -> None:
+        """The consumer stopped: unblock the producer and drop what is queued."""
+        self.closed = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The chunks for ``blob_put``; raises BlobCopyFailed when the source failed."""
+        while True:
+            self._raise_if_failed()
+            item = await self._queue.get()
+            self._raise_if_failed()
+            if item is _END:
+                return
+            if isinstance(item, bytes):
+                yield item
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            # A fresh error per consumer: one exception object must not be raised in several tasks.
+            raise BlobCopyFailed(f"source stream failed: {self._error}", cause=self._error)
+
+
+async def _broadcast(channels: list[_Channel], chunk: bytes) -> bool:
+    """Send ``chunk`` to every open channel in turn (the slowest sets the pace); False if none is
+    open any more."""
+    delivered = False
+    for channel in channels:
+        delivered = await channel.put(chunk) or delivered
+    return delivered
+
+
+async def _consume(sink: _Sink, blob: Descriptor, channel: _Channel) -> BaseException | None:
+    try:
+        await sink.repository.blob_put(blob.digest, blob.size, channel.chunks(), upload=sink.upload)
+        return None
+    except Exception as exc:
+        return exc
+    finally:
+        channel.close()
+
+
+async def _gather(coroutines: list[Coroutine[object, object, bool]]) -> list[bool]:
+    """Run small checks concurrently in a task group; results in order."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(c) for c in coroutines]
+    return [t.result() for t in tasks]
+
+
+def _retryable(error: BaseException) -> bool:
+    return isinstance(error, RegistryError) and error.retryable

@@ -1,0 +1,465 @@
+"""The copy engine: one image (a tag or digest and everything it references) to its targets.
+
+Order of work for one image, and why:
+
+1. Unchanged check (unless ``force``): one HEAD at the source (none for a digest reference) and one
+   HEAD per target tag. A target holding a rewritten index made from this source digest with the
+   same platform filter (read from its annotations with one small GET at the target) is up to date.
+   The source never sees a GET for an unchanged image.
+2. GET the source manifest, then the children a platform filter keeps (bounded, in parallel, level
+   by level through nested indexes), and plan (:mod:`mirrord.copy.planner`).
+3. Blobs, largest first, through :class:`mirrord.copy.blobs.BlobTransfers` (exists / mounted /
+   deduplicated / one verified source read teed into every target).
+4. Per target whose blobs all arrived: child manifests by digest (children first), the root by
+   digest, and only then the tag, so a tag never points at incomplete content.
+
+One engine is one pass: its dedup state (claims) spans every image copied through it. An image that
+fails is reported in its :class:`CopyResult`; nothing but CancelledError is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mirrord.copy.blobs import BlobTransfers
+from mirrord.copy.errors import CopyError, ManifestTooDeep
+from mirrord.copy.limits import Limits
+from mirrord.copy.locations import LocationCache
+from mirrord.copy.planner import (
+    MAX_DEPTH,
+    SOURCE_DIGEST_ANNOTATION,
+    SOURCE_PLATFORMS_ANNOTATION,
+    ImagePlan,
+    PlannedManifest,
+    build_plan,
+    platforms_text,
+    select_children,
+)
+from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
+from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
+from mirrord.oci.mediatypes import is_index
+from mirrord.registry.base import Repository
+from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError
+
+__all__ = ["DEFAULT_LIMITS", "CopyEngine", "CopyRequest", "CopyResult", "LocationCache", "Target"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMITS = Limits()
+Outcome = Literal["copied", "unchanged", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to copy: a repository, and the tag to set there (None = push by digest only)."""
+
+    repository: Repository
+    tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    """One source reference (tag or ``sha256:...``) to copy to every target.
+
+    ``platforms`` None (or empty) copies every instance of an index; otherwise only matching
+    instances (and their attestations), rewriting the index. ``force`` skips the unchanged check.
+    """
+
+    source: Repository
+    reference: str
+    targets: tuple[Target, ...]
+    platforms: tuple[Platform, ...] | None = None
+    entry: str = ""
+    include_foreign: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """What happened to one request.
+
+    ``target_digests`` maps ``str(target repository)`` to the root digest there (targets that
+    completed or were already up to date); ``digest_map`` old -> new for rewritten manifests;
+    ``bytes`` the blob bytes read from the source for this image; ``error`` says why it failed.
+    """
+
+    source: str
+    reference: str
+    outcome: Outcome
+    source_digest: Digest | None
+    target_digests: Mapping[str, Digest]
+    digest_map: Mapping[Digest, Digest]
+    bytes: int
+    error: str | None
+
+
+@dataclass(slots=True)
+class _Image:
+    """Mutable progress of one request, so a failed result still says what was learnt."""
+
+    request: CopyRequest
+    display: str
+    source_digest: Digest | None = None
+    target_digests: dict[str, Digest] = field(default_factory=dict)
+    digest_map: dict[Digest, Digest] = field(default_factory=dict)
+    bytes: int = 0
+    failures: dict[int, str] = field(default_factory=dict)
+
+    def fail(self, index: int, message: str) -> None:
+        """Record the first failure of target ``index``."""
+        self.failures.setdefault(index, message)
+
+    def result(self, outcome: Outcome, error: str | None = None) -> CopyResult:
+        """The frozen result."""
+        return CopyResult(
+            source=str(self.request.source),
+            reference=self.request.reference,
+            outcome=outcome,
+            source_digest=self.source_digest,
+            target_digests=dict(self.target_digests),
+            digest_map=dict(self.digest_map),
+            bytes=self.bytes,
+            error=error,
+        )
+
+
+class CopyEngine:
+    """Copies images; one instance per pass (its deduplication state spans the pass).
+
+    ``limits`` bound images, blob streams and manifest requests engine-wide; ``events`` receives
+    ImageStarted/ImageDone/ImageFailed, BlobDone, TransferStarted/Finished and ManifestPushed;
+    ``locations`` (which may outlive the pass) suggests repositories to mount blobs from, and is
+    saved after each :meth:`copy_many` when it has a state file.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        events: EventBus | None = None,
+        locations: LocationCache | None = None,
+    ) -> None:
+        self.limits = limits
+        self.events = events or EventBus()
+        self.locations = locations if locations is not None else LocationCache()
+        self._blobs = BlobTransfers(limits=limits, events=self.events, locations=self.locations)
+        self._images = asyncio.Semaphore(limits.images)
+        self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
+
+    # -- public API ----------------------------------------------------------------------------------
+
+    async def copy_many(self, requests: Iterable[CopyRequest]) -> list[CopyResult]:
+        """Copy every request, at most ``limits.images`` at once; results in request order. One
+        failing image never cancels the others."""
+        tasks: list[asyncio.Task[CopyResult]] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for request in requests:
+                    await self._images.acquire()
+                    tasks.append(group.create_task(self._copy_with_slot(request)))
+        finally:
+            self._save_locations()
+        return [task.result() for task in tasks]
+
+    async def copy(self, request: CopyRequest) -> CopyResult:
+        """Copy one image to every target. Failures come back as outcome ``failed`` with ``error``
+        (and are logged); only CancelledError propagates."""
+        image = _Image(request, _display(request))
+        targets = tuple(str(t.repository) for t in request.targets)
+        self.events.emit(ImageStarted(request.entry, image.display, targets))
+        try:
+            outcome = await self._copy(image)
+        except Exception as exc:
+            return self._failed(image, describe(exc), exc)
+        if image.failures:
+            return self._failed(image, "; ".join(image.failures[i] for i in sorted(image.failures)))
+        self.events.emit(
+            ImageDone(
+                entry=request.entry,
+                source=image.display,
+                source_digest=str(image.source_digest),
+                target_digests={k: str(v) for k, v in image.target_digests.items()},
+                outcome=outcome,
+                bytes=image.bytes,
+                digest_map={str(k): str(v) for k, v in image.digest_map.items()},
+            )
+        )
+        return image.result(outcome)
+
+    async def is_unchanged(self, request: CopyRequest) -> tuple[bool, Digest | None]:
+        """HEAD-only check (plus one small GET at a target holding a rewritten index): True when
+        every target is up to date, and the source digest. Raises RegistryError (NotFound when the
+        source reference does not exist)."""
+        source_digest, states = await self._check(request)
+        return all(state is not None for state in states), source_digest
+
+    # -- one image -----------------------------------------------------------------------------------
+
+    async def _copy(self, image: _Image) -> Literal["copied", "unchanged"]:
+        request = image.request
+        stale = list(range(len(request.targets)))
+        if not request.force:
+            image.source_digest, states = await self._check(request)
+            for i, state in enumerate(states):
+                if state is not None:
+                    image.target_digests[str(request.targets[i].repository)] = state
+            stale = [i for i, state in enumerate(states) if state is None]
+            if not stale:
+                return "unchanged"
+        plan = await self._plan(image)
+        await self._copy_blobs(image, plan, stale)
+        await self._push_manifests(image, plan, [i for i in stale if i not in image.failures])
+        return "copied"
+
+    async def _plan(self, image: _Image) -> ImagePlan:
+        request = image.request
+        reference = str(image.source_digest) if image.source_digest else request.reference
+        root = await request.source.manifest_get(reference)
+        image.source_digest = root.digest
+        children = await self._fetch_children(request.source, root, _filter(request))
+        plan = build_plan(
+            root,
+            children,
+            platforms=_filter(request),
+            include_foreign=request.include_foreign,
+            source=image.display,
+        )
+        image.digest_map.update(plan.digest_map)
+        for old, new in plan.digest_map.items():
+            log.info(
+                "index rewritten by the platform filter",
+                extra={
+                    "fields": {
+                        "entry": request.entry,
+                        "image": image.display,
+                        "from": str(old),
+                        "to": str(new),
+                    }
+                },
+            )
+        for skipped in plan.skipped:
+            log.info(
+                "non-distributable layer not copied",
+                extra={
+                    "fields": {"entry": request.entry, "image": image.display, "digest": str(skipped.digest)}
+                },
+            )
+        return plan
+
+    def _failed(self, image: _Image, error: str, exc: BaseException | None = None) -> CopyResult:
+        request = image.request
+        fields = {"entry": request.entry, "image": image.display, "error": error}
+        if exc is not None and not isinstance(_leaf(exc), RegistryError | OCIError | CopyError):
+            log.error("image failed unexpectedly", exc_info=exc, extra={"fields": fields})
+        else:
+            log.warning("image failed", extra={"fields": fields})
+        self.events.emit(ImageFailed(request.entry, image.display, error))
+        return image.result("failed", error)
+
+    # -- unchanged check -----------------------------------------------------------------------------
+
+    async def _check(self, request: CopyRequest) -> tuple[Digest, list[Digest | None]]:
+        """The source digest, and per target the digest there when it is up to date (else None)."""
+        source_digest = await self._source_digest(request)
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._target_state(t, source_digest, request)) for t in request.targets
+            ]
+        return source_digest, [t.result() for t in tasks]
+
+    async def _source_digest(self, request: CopyRequest) -> Digest:
+        if _is_digest(request.reference):
+            return Digest.parse(request.reference)
+        head = await request.source.manifest_head(request.reference)
+        if head is None:
+            raise NotFound(
+                f"{_display(request)} not found",
+                registry=request.source.registry_key,
+                repository=request.source.name,
+                reference=request.reference,
+            )
+        return head.digest
+
+    async def _target_state(
+        self, target: Target, source_digest: Digest, request: CopyRequest
+    ) -> Digest | None:
+        try:
+            head = await target.repository.manifest_head(target.tag or str(source_digest))
+            if head is None or head.digest == source_digest:
+                return None if head is None else head.digest
+            platforms = _filter(request)
+            if platforms is None or not is_index(head.media_type):
+                return None
+            return await self._rewritten_from(target.repository, head, source_digest, platforms)
+        except RegistryError as exc:
+            # The copy will meet the same target and report what is wrong there.
+            log.debug(
+                "target check failed", extra={"fields": {"target": str(target.repository), "error": str(exc)}}
+            )
+            return None
+
+    async def _rewritten_from(
+        self, repository: Repository, head: Descriptor, source_digest: Digest, platforms: Sequence[Platform]
+    ) -> Digest | None:
+        current = await repository.manifest_get(str(head.digest))
+        if not isinstance(current, ImageIndex):
+            return None
+        notes = current.annotations
+        made_from = notes.get(SOURCE_DIGEST_ANNOTATION) == str(source_digest)
+        same_filter = notes.get(SOURCE_PLATFORMS_ANNOTATION) == platforms_text(platforms)
+        return head.digest if made_from and same_filter else None
+
+    # -- fetching ------------------------------------------------------------------------------------
+
+    async def _fetch_children(
+        self, source: Repository, root: AnyManifest, platforms: Sequence[Platform] | None
+    ) -> dict[Digest, AnyManifest]:
+        """Every child the filter keeps, level by level through nested indexes."""
+        fetched: dict[Digest, AnyManifest] = {}
+        frontier = [root] if isinstance(root, ImageIndex) else []
+        depth = 0
+        while frontier:
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ManifestTooDeep(f"indexes nest deeper than {MAX_DEPTH} levels under {root.digest}")
+            wanted: dict[Digest, Descriptor] = {}
+            for index in frontier:
+                for child in select_children(index, platforms):
+                    if child.digest not in fetched:
+                        wanted.setdefault(child.digest, child)
+            got = await self._fetch_all(source, list(wanted.values()))
+            fetched.update(got)
+            frontier = [m for m in got.values() if isinstance(m, ImageIndex)]
+        return fetched
+
+    async def _fetch_all(self, source: Repository, wanted: list[Descriptor]) -> dict[Digest, AnyManifest]:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._fetch_child(source, d)) for d in wanted]
+        return {d.digest: t.result() for d, t in zip(wanted, tasks, strict=True)}
+
+    async def _fetch_child(self, source: Repository, descriptor: Descriptor) -> AnyManifest:
+        async with self._manifest_slots:
+            manifest = await source.manifest_get(str(descriptor.digest))
+        if manifest.digest != descriptor.digest or manifest.size != descriptor.size:
+            raise DigestMismatch(
+                f"manifest {descriptor.digest} from {source} does not match its descriptor",
+                registry=source.registry_key,
+                repository=source.name,
+                reference=str(descriptor.digest),
+            )
+        return manifest
+
+    # -- blobs ---------------------------------------------------------------------------------------
+
+    async def _copy_blobs(self, image: _Image, plan: ImagePlan, stale: list[int]) -> None:
+        """Every blob to every stale target, largest first; a slot is taken before each task."""
+        repositories = [image.request.targets[i].repository for i in stale]
+        async with asyncio.TaskGroup() as group:
+            for blob in plan.blobs:
+                if all(i in image.failures for i in stale):
+                    break  # nothing left to complete: stop reading the source
+                await self._blobs.reserve()
+                group.create_task(self._blob_task(image, blob, stale, repositories))
+
+    async def _blob_task(
+        self, image: _Image, blob: Descriptor, stale: list[int], repositories: list[Repository]
+    ) -> None:
+        try:
+            report = await self._blobs.ensure(
+                image.request.source, blob, repositories, entry=image.request.entry
+            )
+        finally:
+            self._blobs.release()
+        image.bytes += report.pulled
+        for index, error in report.failures.items():
+            image.fail(stale[index], f"blob {blob.digest} to {repositories[index]}: {describe(error)}")
+
+    # -- manifests -----------------------------------------------------------------------------------
+
+    async def _push_manifests(self, image: _Image, plan: ImagePlan, indexes: list[int]) -> None:
+        async with asyncio.TaskGroup() as group:
+            for i in indexes:
+                group.create_task(self._push_target(image, plan, i))
+
+    async def _push_target(self, image: _Image, plan: ImagePlan, index: int) -> None:
+        """Children by digest level by level, the root by digest, then the tag."""
+        target = image.request.targets[index]
+        try:
+            for level in plan.levels:
+                async with asyncio.TaskGroup() as group:
+                    for manifest in level:
+                        group.create_task(self._put(image, target.repository, str(manifest.digest), manifest))
+            await self._put(image, target.repository, str(plan.root.digest), plan.root)
+            if target.tag is not None:
+                await self._put(image, target.repository, target.tag, plan.root)
+        except Exception as exc:
+            image.fail(index, f"manifests to {target.repository}: {describe(exc)}")
+            return
+        image.target_digests[str(target.repository)] = plan.root.digest
+
+    async def _put(
+        self, image: _Image, repository: Repository, reference: str, manifest: PlannedManifest
+    ) -> None:
+        async with self._manifest_slots:
+            digest = await repository.manifest_put(reference, manifest.raw, manifest.media_type)
+        if digest != manifest.digest:
+            raise ProtocolError(
+                f"{repository} stored {reference} as {digest}, expected {manifest.digest}",
+                registry=repository.registry_key,
+                repository=repository.name,
+                reference=reference,
+            )
+        self.events.emit(
+            ManifestPushed(
+                entry=image.request.entry,
+                registry=repository.registry_key,
+                repository=repository.name,
+                reference=reference,
+                digest=str(manifest.digest),
+                media_type=manifest.media_type,
+            )
+        )
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    async def _copy_with_slot(self, request: CopyRequest) -> CopyResult:
+        try:
+            return await self.copy(request)
+        finally:
+            self._images.release()
+
+    def _save_locations(self) -> None:
+        try:
+            self.locations.save()
+        except OSError as exc:
+            # Only a hint for later passes: losing it costs uploads, not correctness.
+            log.warning("location cache not saved", extra={"fields": {"error": str(exc)}})
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` of the error that matters (the first leaf of an exception group)."""
+    leaf = _leaf(error)
+    return f"{type(leaf).__name__}: {leaf}"
+
+
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
+
+
+def _filter(request: CopyRequest) -> tuple[Platform, ...] | None:
+    return request.platforms or None
+
+
+def _is_digest(reference: str) -> bool:
+    return ":" in reference
+
+
+def _display(request: CopyRequest) -> str:
+    separator = "@" if _is_digest(request.reference) else ":"
+    return f"{request.source}{separator}{request.reference}"

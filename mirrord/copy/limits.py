@@ -1,0 +1,36 @@
+"""Concurrency and retry limits of one copy engine: one limit per concern, never nested."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much one :class:`~mirrord.copy.engine.CopyEngine` does at once.
+
+    - ``images``: images copied concurrently by ``copy_many`` (engine-wide).
+    - ``blob_streams``: blob transfers in flight (engine-wide); each reads the source at most once at
+      a time and tees it into every target that needs it.
+    - ``blob_attempts``: tries per blob transfer when the failure is retryable (>= 1).
+    - ``manifest_requests``: manifest GETs and PUTs in flight (engine-wide).
+    - ``retry_backoff``: seconds before the second attempt; doubled for each further attempt.
+    - ``tee_queue``: chunks buffered per target while teeing, so memory stays bounded and the slowest
+      target sets the pace.
+
+    Every count must be at least 1; ``ValueError`` otherwise.
+    """
+
+    images: int = 4
+    blob_streams: int = 8
+    blob_attempts: int = 3
+    manifest_requests: int = 16
+    retry_backoff: float = 0.25
+    tee_queue: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("images", "blob_streams", "blob_attempts", "manifest_requests", "tee_queue"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"limits.{name} must be at least 1")
+        if self.retry_backoff < 0:
+            raise ValueError("limits.retry_backoff must not be negative")

@@ -1,0 +1,603 @@
+"""The copy engine against in-memory registries: shapes, order, verification, dedup, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_multiarch
+
+from mirrord.copy import CopyEngine, CopyRequest, Limits, LocationCache, Target
+from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION
+from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
+from mirrord.oci import Digest, ImageIndex, Platform
+from mirrord.registry.errors import RequestRejected, ServerError
+from mirrord.registry.memory import MemoryRegistry, MemoryRepository
+
+AMD64 = Platform.parse("linux/amd64")
+
+
+def request(
+    source: MemoryRepository, reference: str, *targets: tuple[MemoryRepository, str | None], **kw: object
+) -> CopyRequest:
+    return CopyRequest(
+        source=source,
+        reference=reference,
+        targets=tuple(Target(repository=r, tag=t) for r, t in targets),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def assert_same_content(src: MemoryRepository, dst: MemoryRepository, digest: Digest) -> None:
+    """Every manifest under ``digest`` is byte-identical at ``dst``; every blob is linked there."""
+    src_manifests = src.registry.manifests[src.name]
+    dst_manifests = dst.registry.manifests[dst.name]
+    assert dst_manifests[digest].raw == src_manifests[digest].raw
+    obj = json.loads(src_manifests[digest].raw)
+    for child in obj.get("manifests", []):
+        assert_same_content(src, dst, Digest.parse(child["digest"]))
+    for blob in [obj["config"], *obj["layers"]] if "config" in obj else []:
+        assert Digest.parse(blob["digest"]) in dst.registry.links[dst.name]
+
+
+@pytest.fixture
+def source() -> MemoryRegistry:
+    return MemoryRegistry("src.example")
+
+
+@pytest.fixture
+def target() -> MemoryRegistry:
+    return MemoryRegistry("dst.example")
+
+
+# -- shapes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("docker", [False, True])
+async def test_single_image_is_copied_byte_for_byte(
+    source: MemoryRegistry, target: MemoryRegistry, docker: bool
+) -> None:
+    src, dst = source.repository("app"), target.repository("mirror/app")
+    image = await push_image(src, [layer("a", 3000), layer("b", 500)], tag="v1", docker=docker)
+    bus = EventBus()
+    seen = Recorder(bus)
+
+    result = await CopyEngine(events=bus).copy(request(src, "v1", (dst, "v1")))
+
+    assert result.outcome == "copied", result.error
+    assert result.source_digest == image.digest
+    assert result.target_digests == {"dst.example/mirror/app": image.digest}
+    assert result.digest_map == {}
+    assert result.bytes == sum(b.size for b in image.blobs)
+    assert target.tags["mirror/app"]["v1"] == image.digest
+    assert_same_content(src, dst, image.digest)
+    assert seen.blob_outcomes() == {"copied": 3}
+    assert [type(e) for e in seen.events if isinstance(e, ImageStarted | ImageDone)] == [
+        ImageStarted,
+        ImageDone,
+    ]
+
+
+@pytest.mark.parametrize("docker", [False, True])
+async def test_index_with_attestations_is_copied_whole(
+    source: MemoryRegistry, target: MemoryRegistry, docker: bool
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    amd = await push_image(src, [layer("amd")], docker=docker)
+    arm = await push_image(src, [layer("arm")], docker=docker)
+    entries = [(amd, "linux/amd64", None), (arm, "linux/arm64/v8", None)]
+    if not docker:
+        att = await push_image(src, [layer("att", 10)])
+        entries.append(
+            (att, "unknown/unknown", {**ATTESTATION, "vnd.docker.reference.digest": str(amd.digest)})
+        )
+    index = await push_index(src, entries, tag="latest", docker=docker)
+
+    result = await CopyEngine().copy(request(src, "latest", (dst, "latest")))
+
+    assert result.outcome == "copied", result.error
+    assert result.target_digests["dst.example/app"] == index.digest
+    assert_same_content(src, dst, index.digest)
+
+
+async def test_nested_index_is_copied_children_first(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    inner = await push_multiarch(src, "inner")
+    other = await push_image(src, [layer("s390x")])
+    outer = await push_index(src, [(inner, None, None), (other, "linux/s390x", None)], tag="nested")
+    order: list[str] = []
+
+    async def hook(method: str, repository: str, reference: str) -> None:
+        if method == "manifest_put":
+            order.append(reference)
+
+    target.faults.hook = hook
+    result = await CopyEngine().copy(request(src, "nested", (dst, "nested")))
+
+    assert result.outcome == "copied", result.error
+    assert_same_content(src, dst, outer.digest)
+    assert order[-2:] == [str(outer.digest), "nested"]
+    assert order.index(str(inner.digest)) > max(order.index(str(d.digest)) for d in inner.manifests)
+
+
+async def test_push_by_digest_only_writes_no_tag_and_skips_source_head(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    image = await push_image(src, [layer("a")])
+    source.reset_calls()
+
+    result = await CopyEngine().copy(request(src, str(image.digest), (dst, None)))
+
+    assert result.outcome == "copied", result.error
+    assert "manifest_head" not in src.calls
+    assert target.tags.get("app", {}) == {}
+    assert image.digest in target.manifests["app"]
+
+
+async def test_foreign_layers_are_skipped_unless_asked_for(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("win"), target.repository("win")
+    image = await push_image(src, [layer("a")], foreign=[layer("windows-base")], tag="1", docker=True)
+    foreign = Digest.of(layer("windows-base"))
+
+    result = await CopyEngine().copy(request(src, "1", (dst, "1")))
+    assert result.outcome == "copied", result.error
+    assert foreign not in target.links["win"]
+    assert target.tags["win"]["1"] == image.digest
+
+    failed = await CopyEngine().copy(request(src, "1", (dst, "2"), include_foreign=True, force=True))
+    assert failed.outcome == "failed"
+    assert "NotFound" in (failed.error or "")
+
+
+async def test_missing_source_tag_fails_clearly(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    result = await CopyEngine().copy(
+        request(source.repository("app"), "nope", (target.repository("app"), "nope"))
+    )
+    assert result.outcome == "failed"
+    assert "NotFound" in (result.error or "")
+    assert "nope" in (result.error or "")
+
+
+# -- platform filter -----------------------------------------------------------------------------------
+
+
+async def test_platform_filter_keeps_matching_instances_and_their_attestations(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    index = await push_multiarch(src, "1.0", platforms=("linux/amd64", "linux/arm64", "linux/s390x"))
+    amd, amd_att = index.manifests[0], index.manifests[1]
+    source.reset_calls()
+
+    result = await CopyEngine().copy(request(src, "1.0", (dst, "1.0"), platforms=(AMD64,)))
+
+    assert result.outcome == "copied", result.error
+    new = target.tags["app"]["1.0"]
+    assert result.digest_map == {index.digest: new}
+    assert result.target_digests == {"dst.example/app": new}
+    rewritten = await dst.manifest_get(str(new))
+    assert isinstance(rewritten, ImageIndex)
+    assert [d.digest for d in rewritten.manifests] == [amd.digest, amd_att.digest]
+    assert rewritten.manifests[0].raw == amd.raw  # entries keep every field
+    assert rewritten.annotations[SOURCE_DIGEST_ANNOTATION] == str(index.digest)
+    assert rewritten.annotations[SOURCE_PLATFORMS_ANNOTATION] == "linux/amd64"
+    assert set(target.manifests["app"]) == {new, amd.digest, amd_att.digest}
+    # Only the kept children were fetched: root + 2.
+    assert src.calls["manifest_get"] == 3
+
+
+async def test_platform_filter_through_nested_indexes(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    inner = await push_multiarch(src, "inner", attestations=False)
+    s390x = await push_image(src, [layer("s390x")])
+    outer = await push_index(src, [(inner, None, None), (s390x, "linux/s390x", None)], tag="n")
+
+    result = await CopyEngine().copy(request(src, "n", (dst, "n"), platforms=(AMD64,)))
+
+    assert result.outcome == "copied", result.error
+    assert set(result.digest_map) == {outer.digest, inner.digest}
+    root = await dst.manifest_get("n")
+    assert isinstance(root, ImageIndex)
+    assert len(root.manifests) == 1
+    assert root.manifests[0].digest == result.digest_map[inner.digest]
+    new_inner = await dst.manifest_get(str(root.manifests[0].digest))
+    assert isinstance(new_inner, ImageIndex)
+    assert [d.digest for d in new_inner.manifests] == [inner.manifests[0].digest]
+
+
+async def test_platform_filter_keeping_everything_preserves_the_digest(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    index = await push_multiarch(src, "1", platforms=("linux/amd64",))
+    result = await CopyEngine().copy(request(src, "1", (dst, "1"), platforms=(AMD64,)))
+    assert result.outcome == "copied", result.error
+    assert result.digest_map == {}
+    assert target.tags["app"]["1"] == index.digest
+
+
+async def test_platform_filter_matching_nothing_fails_without_tag(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    await push_multiarch(src, "1")
+    result = await CopyEngine().copy(
+        request(src, "1", (dst, "1"), platforms=(Platform.parse("windows/amd64"),))
+    )
+    assert result.outcome == "failed"
+    assert "NoMatchingPlatform" in (result.error or "")
+    assert "linux/amd64" in (result.error or "")
+    assert "app" not in target.tags
+
+
+# -- unchanged check -----------------------------------------------------------------------------------
+
+
+async def test_unchanged_costs_one_head_at_the_source_and_no_get(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    index = await push_multiarch(src, "1")
+    assert (await CopyEngine().copy(request(src, "1", (dst, "1")))).outcome == "copied"
+    source.reset_calls()
+    target.reset_calls()
+
+    result = await CopyEngine().copy(request(src, "1", (dst, "1")))
+
+    assert result.outcome == "unchanged"
+    assert result.source_digest == index.digest
+    assert result.target_digests == {"dst.example/app": index.digest}
+    assert dict(source.calls) == {"manifest_head": 1}
+    assert dict(target.calls) == {"manifest_head": 1}
+    assert (await CopyEngine().is_unchanged(request(src, "1", (dst, "1")))) == (True, index.digest)
+
+
+async def test_unchanged_with_a_platform_filter_reads_the_annotation_at_the_target(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    index = await push_multiarch(src, "1")
+    first = await CopyEngine().copy(request(src, "1", (dst, "1"), platforms=(AMD64,)))
+    assert first.outcome == "copied", first.error
+    source.reset_calls()
+    target.reset_calls()
+
+    result = await CopyEngine().copy(request(src, "1", (dst, "1"), platforms=(AMD64,)))
+
+    assert result.outcome == "unchanged"
+    assert result.source_digest == index.digest
+    assert result.target_digests == first.target_digests
+    assert dict(source.calls) == {"manifest_head": 1}
+    assert dict(target.calls) == {"manifest_head": 1, "manifest_get": 1}
+
+    other = await CopyEngine().copy(request(src, "1", (dst, "1"), platforms=(Platform.parse("linux/arm64"),)))
+    assert other.outcome == "copied", "a different filter must not count as unchanged"
+
+
+async def test_moved_tag_is_copied_again_and_force_skips_the_check(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    await push_image(src, [layer("one")], tag="t")
+    await CopyEngine().copy(request(src, "t", (dst, "t")))
+    moved = await push_image(src, [layer("two")], tag="t")
+
+    result = await CopyEngine().copy(request(src, "t", (dst, "t")))
+    assert result.outcome == "copied"
+    assert target.tags["app"]["t"] == moved.digest
+
+    source.reset_calls()
+    forced = await CopyEngine().copy(request(src, "t", (dst, "t"), force=True))
+    assert forced.outcome == "copied"
+    assert "manifest_head" not in source.calls
+    assert forced.bytes == 0  # every blob exists at the target
+
+
+async def test_only_stale_targets_are_copied(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    src = source.repository("app")
+    done, fresh = target.repository("a"), target.repository("b")
+    image = await push_image(src, [layer("x")], tag="1")
+    await CopyEngine().copy(request(src, "1", (done, "1")))
+    target.reset_calls()
+
+    result = await CopyEngine().copy(request(src, "1", (done, "1"), (fresh, "1")))
+
+    assert result.outcome == "copied", result.error
+    assert result.target_digests == {"dst.example/a": image.digest, "dst.example/b": image.digest}
+    assert done.calls["manifest_put"] == 0
+    assert target.tags["b"]["1"] == image.digest
+
+
+# -- verification and failures -------------------------------------------------------------------------
+
+
+async def test_corrupt_blob_fails_only_its_image_and_writes_no_tag(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    good_src, bad_src = source.repository("good"), source.repository("bad")
+    good = await push_image(good_src, [layer("fine", 5000)], tag="1")
+    bad = await push_image(bad_src, [layer("rotten", 5000), layer("fine-too", 100)], tag="1")
+    source.faults.corrupt_blobs.add(Digest.of(layer("rotten", 5000)))
+    bus = EventBus()
+    seen = Recorder(bus)
+
+    results = await CopyEngine(events=bus).copy_many(
+        [
+            request(bad_src, "1", (target.repository("bad"), "1")),
+            request(good_src, "1", (target.repository("good"), "1")),
+        ]
+    )
+
+    assert [r.outcome for r in results] == ["failed", "copied"]
+    assert "DigestMismatch" in (results[0].error or "")
+    assert "bad" not in target.tags
+    assert bad.digest not in target.manifests.get("bad", {})
+    assert Digest.of(layer("rotten", 5000)) not in target.blobs
+    assert target.tags["good"]["1"] == good.digest
+    assert [e.source for e in seen.of(ImageFailed)] == ["src.example/bad:1"]
+
+
+async def test_retryable_upload_failure_is_retried(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    image = await push_image(src, [layer("a", 4000)], tag="1")
+    target.faults.fail_calls[("blob_put", 1)] = ServerError("503 from upstream")
+
+    result = await CopyEngine(limits=Limits(retry_backoff=0)).copy(request(src, "1", (dst, "1")))
+
+    assert result.outcome == "copied", result.error
+    assert target.tags["app"]["1"] == image.digest
+    assert target.calls["blob_put"] == 3  # two blobs, one of them twice
+
+
+async def test_upload_failing_every_attempt_fails_the_image(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    await push_image(src, [layer("a", 4000)], tag="1")
+    for n in range(1, 10):
+        target.faults.fail_calls[("blob_put", n)] = ServerError("503 from upstream")
+
+    result = await CopyEngine(limits=Limits(retry_backoff=0, blob_attempts=2)).copy(
+        request(src, "1", (dst, "1"))
+    )
+
+    assert result.outcome == "failed"
+    assert "ServerError" in (result.error or "")
+    assert target.calls["blob_put"] <= 4
+    assert "app" not in target.tags
+
+
+async def test_one_failing_target_does_not_block_the_other(source: MemoryRegistry) -> None:
+    src = source.repository("app")
+    image = await push_image(src, [layer("a", 4000)], tag="1")
+    broken, fine = MemoryRegistry("broken.example"), MemoryRegistry("fine.example")
+    broken.faults.fail_calls[("blob_put", 1)] = RequestRejected("denied", code="DENIED")
+    source.reset_calls()
+
+    result = await CopyEngine().copy(
+        request(src, "1", (broken.repository("app"), "1"), (fine.repository("app"), "1"))
+    )
+
+    assert result.outcome == "failed"
+    assert "broken.example/app" in (result.error or "")
+    assert result.target_digests == {"fine.example/app": image.digest}
+    assert fine.tags["app"]["1"] == image.digest
+    assert "app" not in broken.tags
+    assert source.calls["blob_open"] == 2  # one read per blob fed both targets
+
+
+# -- one read per blob, dedup and mounts ---------------------------------------------------------------
+
+
+async def test_two_targets_read_the_source_once(source: MemoryRegistry) -> None:
+    src = source.repository("app")
+    index = await push_multiarch(src, "1", size=200_000)
+    source.chunk_size = 4096
+    one, two = MemoryRegistry("one.example"), MemoryRegistry("two.example")
+    source.reset_calls()
+
+    result = await CopyEngine().copy(
+        request(src, "1", (one.repository("app"), "1"), (two.repository("app"), "1"))
+    )
+
+    assert result.outcome == "copied", result.error
+    blobs = {
+        d for m in source.manifests["app"].values() if b'"layers"' in m.raw for d in _blob_digests(m.raw)
+    }
+    assert source.calls["blob_open"] == len(blobs)
+    assert one.calls["blob_put"] == two.calls["blob_put"] == len(blobs)
+    assert result.bytes == sum(len(source.blobs[d]) for d in blobs)
+    assert one.tags["app"]["1"] == two.tags["app"]["1"] == index.digest
+
+
+async def test_blob_shared_by_many_repositories_is_read_once_and_uploaded_once(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    shared = layer("debian-base", 50_000)
+    repos = [f"team/app{i}" for i in range(5)]
+    for name in repos:
+        await push_multiarch(source.repository(name), "1", shared=shared, attestations=False)
+    source.faults.chunk_delay = 0.001  # keep transfers in flight together
+    source.reset_calls()
+    bus = EventBus()
+    seen = Recorder(bus)
+    opened: list[str] = []
+
+    async def hook(method: str, repository: str, reference: str) -> None:
+        if method == "blob_open":
+            opened.append(reference)
+
+    source.faults.hook = hook
+    results = await CopyEngine(events=bus).copy_many(
+        [request(source.repository(n), "1", (target.repository(f"mirror/{n}"), "1")) for n in repos]
+    )
+
+    assert [r.outcome for r in results] == ["copied"] * 5, [r.error for r in results]
+    assert opened.count(str(Digest.of(shared))) == 1
+    shared_done = [e for e in seen.events if getattr(e, "digest", None) == str(Digest.of(shared))]
+    outcomes = sorted(e.outcome for e in shared_done if hasattr(e, "outcome"))
+    assert outcomes == ["copied", "mounted", "mounted", "mounted", "mounted"]
+    assert target.calls["blob_put"] == 1 + 5 * 2 * 2 - 0  # shared once; per repo 2 configs + 2 layers
+
+
+async def test_same_blob_twice_in_one_pass_to_the_same_repository_is_deduplicated(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    await push_image(src, [layer("a")], tag="1", config=b'{"same":1}')
+    await push_image(src, [layer("b")], tag="2", config=b'{"same":1}')
+    bus = EventBus()
+    seen = Recorder(bus)
+    engine = CopyEngine(events=bus, limits=Limits(images=1))
+
+    results = await engine.copy_many([request(src, "1", (dst, "1")), request(src, "2", (dst, "2"))])
+
+    assert [r.outcome for r in results] == ["copied", "copied"]
+    assert seen.blob_outcomes() == {"copied": 3, "deduplicated": 1}
+
+
+async def test_copy_within_one_registry_mounts_from_the_source(source: MemoryRegistry) -> None:
+    src, dst = source.repository("app"), source.repository("mirror/app")
+    await push_image(src, [layer("a")], tag="1")
+    source.reset_calls()
+    bus = EventBus()
+    seen = Recorder(bus)
+
+    result = await CopyEngine(events=bus).copy(request(src, "1", (dst, "1")))
+
+    assert result.outcome == "copied", result.error
+    assert seen.blob_outcomes() == {"mounted": 2}
+    assert "blob_open" not in source.calls
+    assert "blob_put" not in source.calls
+
+
+async def test_location_cache_is_persisted_and_reused(
+    source: MemoryRegistry, target: MemoryRegistry, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    state = Path(str(tmp_path)) / "state" / "locations.json"
+    src = source.repository("app")
+    await push_image(src, [layer("a", 3000)], tag="1")
+    first = CopyEngine(locations=LocationCache(state))
+    assert (await first.copy_many([request(src, "1", (target.repository("one"), "1"))]))[
+        0
+    ].outcome == "copied"
+    assert state.exists()
+
+    cache = LocationCache(state)
+    cache.load()
+    bus = EventBus()
+    seen = Recorder(bus)
+    target.reset_calls()
+    second = CopyEngine(locations=cache, events=bus)
+    result = (await second.copy_many([request(src, "1", (target.repository("two"), "1"))]))[0]
+
+    assert result.outcome == "copied", result.error
+    assert seen.blob_outcomes() == {"mounted": 2}
+    assert "blob_put" not in target.calls
+    assert result.bytes == 0
+
+
+async def test_stale_location_falls_back_to_an_upload_in_the_mount_session(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    image = await push_image(src, [layer("a")], tag="1")
+    cache = LocationCache()
+    for blob in image.blobs:
+        cache.add("dst.example", blob.digest, "gone")
+    bus = EventBus()
+    seen = Recorder(bus)
+
+    result = await CopyEngine(locations=cache, events=bus).copy(request(src, "1", (dst, "1")))
+
+    assert result.outcome == "copied", result.error
+    assert seen.blob_outcomes() == {"copied": 2}
+    assert target.calls["blob_mount"] == 2
+    assert all(cache.known("dst.example", b.digest) == {"app"} for b in image.blobs)
+
+
+# -- bounds and cancellation ---------------------------------------------------------------------------
+
+
+async def test_concurrency_bounds_are_respected(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    names = [f"app{i}" for i in range(6)]
+    for name in names:
+        await push_image(source.repository(name), [layer(f"{name}-{j}", 3000) for j in range(4)], tag="1")
+    source.chunk_size = 500
+    source.faults.chunk_delay = 0.001
+    bus = EventBus()
+    active = {"images": 0, "max_images": 0, "streams": 0, "max_streams": 0}
+
+    def watch(event: object) -> None:
+        kind = type(event).__name__
+        step = {
+            "ImageStarted": ("images", 1),
+            "ImageDone": ("images", -1),
+            "ImageFailed": ("images", -1),
+        }.get(kind) or {"TransferStarted": ("streams", 1), "TransferFinished": ("streams", -1)}.get(kind)
+        if step:
+            active[step[0]] += step[1]
+            active["max_" + step[0]] = max(active["max_" + step[0]], active[step[0]])
+
+    bus.subscribe(watch)
+    limits = Limits(images=2, blob_streams=3)
+    results = await CopyEngine(limits=limits, events=bus).copy_many(
+        [request(source.repository(n), "1", (target.repository(n), "1")) for n in names]
+    )
+
+    assert all(r.outcome == "copied" for r in results)
+    assert active["max_images"] == 2
+    assert 2 <= active["max_streams"] <= 3
+    assert 2 <= source.max_open_streams <= 3
+
+
+async def test_largest_blobs_go_first(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    src = source.repository("app")
+    await push_image(src, [layer("small", 10), layer("big", 9000), layer("mid", 500)], tag="1")
+    opened: list[int] = []
+
+    async def hook(method: str, repository: str, reference: str) -> None:
+        if method == "blob_open":
+            opened.append(len(source.blobs[Digest.parse(reference)]))
+
+    source.faults.hook = hook
+    await CopyEngine(limits=Limits(blob_streams=1)).copy(request(src, "1", (target.repository("app"), "1")))
+    assert opened == sorted(opened, reverse=True)
+
+
+async def test_cancellation_propagates_and_leaves_no_tag(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src = source.repository("app")
+    await push_image(src, [layer("a", 100_000)], tag="1")
+    source.chunk_size = 100
+    source.faults.chunk_delay = 0.01
+    task = asyncio.create_task(CopyEngine().copy(request(src, "1", (target.repository("app"), "1"))))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "app" not in target.tags
+    assert source.open_streams == 0
+
+
+async def test_manifest_events_follow_push_order(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    src, dst = source.repository("app"), target.repository("app")
+    index = await push_multiarch(src, "1")
+    bus = EventBus()
+    seen = Recorder(bus)
+    await CopyEngine(events=bus).copy(request(src, "1", (dst, "1")))
+    refs = [e.reference for e in seen.of(ManifestPushed)]
+    assert refs[-2:] == [str(index.digest), "1"]
+    assert set(refs[:-2]) == {str(d.digest) for d in index.manifests}
+
+
+def _blob_digests(raw: bytes) -> list[Digest]:
+    obj = json.loads(raw)
+    return [Digest.parse(d["digest"]) for d in [obj["config"], *obj["layers"]]]
