@@ -417,6 +417,7 @@ _encodings = st.fixed_dictionaries(
 )
 
 
+@settings(deadline=None)  # generation time varies on a busy machine; not a perf test
 @given(st.one_of(_image_manifests, _indexes), _encodings)
 def test_generated_manifests_keep_raw_and_digest(obj: dict[str, Any], encoding: dict[str, Any]) -> None:
     raw = json.dumps(obj, **encoding).encode()
@@ -433,6 +434,7 @@ def test_generated_manifests_keep_raw_and_digest(obj: dict[str, Any], encoding: 
         assert [d.to_json() for d in parsed.manifests] == obj["manifests"]
 
 
+@settings(deadline=None)  # generation time varies on a busy machine; not a perf test
 @given(st.binary(max_size=512), st.sampled_from([None, mt.OCI_INDEX, mt.DOCKER_MANIFEST, "application/json"]))
 def test_arbitrary_bytes_raise_only_manifest_errors(raw: bytes, content_type: str | None) -> None:
     # Anything but InvalidManifest (KeyError, TypeError, RecursionError...) fails the test.
@@ -460,7 +462,7 @@ def _mutate(obj: Any, path: list[int], value: Any) -> Any:
     return copy
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.one_of(_image_manifests, _indexes),
     st.lists(st.integers(0, 10), max_size=4),
