@@ -1,0 +1,208 @@
+"""Printing the results: one table per scenario, the ratios, and each of the issue's targets as PASS/FAIL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.scenarios import Measurement, ScenarioResult
+
+MB = 1e6
+Printer = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target of the issue: ``value`` compared with ``limit`` by ``op`` (``<=`` or ``==``)."""
+
+    what: str
+    value: float
+    limit: float
+    op: str = "<="
+
+    @property
+    def ok(self) -> bool:
+        """Whether the target is met."""
+        return self.value <= self.limit if self.op == "<=" else self.value == self.limit
+
+    def line(self) -> str:
+        """A printable line."""
+        verdict = "PASS" if self.ok else "FAIL"
+        return f"  [{verdict}] {self.what}: {_num(self.value)} {self.op} {_num(self.limit)}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"what": self.what, "value": self.value, "limit": self.limit, "op": self.op, "ok": self.ok}
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if float(x).is_integer() and abs(x) >= 10 else f"{x:.3g}"
+
+
+HEADER = (
+    f"{'run':<22} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'src req':>8} {'src GET blob':>12} "
+    f"{'src HEAD/GET man':>16} {'tgt req':>8} {'src MB read':>11} {'tgt MB stored':>13}  check"
+)
+
+
+def run_row(m: Measurement) -> str:
+    """One table row."""
+    p, s = m.process, m.source
+    manifests = f"{s.get('HEAD manifest')}/{s.get('GET manifest')}"
+    tgt_req = "+".join(str(t.total) for t in m.targets)
+    stored = "+".join(f"{b / MB:.1f}" for b in m.stored)
+    status = m.check if p.exit_code == 0 else f"exit {p.exit_code}; {m.check}"
+    return (
+        f"{m.name:<22} {p.wall_s:>7.2f} {p.cpu_s:>7.2f} {p.peak_rss / MB:>7.1f} {s.total:>8} "
+        f"{s.get('GET blob'):>12} {manifests:>16} {tgt_req:>8} {s.blob_bytes_sent / MB:>11.1f} "
+        f"{stored:>13}  {status}"
+    )
+
+
+def facts_line(facts: dict[str, Any]) -> str:
+    """The corpus in one line."""
+    return (
+        f"{facts['repositories']} repositories, {facts['tags']} tags, {facts['manifests']} manifests, "
+        f"{facts['distinct_blobs']} distinct blobs, {facts['unique_bytes'] / MB:.1f} MB unique, "
+        f"{facts['referenced_bytes'] / MB:.1f} MB referenced"
+    )
+
+
+def print_table(runs: Sequence[Measurement], out: Printer) -> None:
+    """The runs as a table."""
+    out(HEADER)
+    for m in runs:
+        out(run_row(m))
+
+
+def _ratio(a: Measurement | None, b: Measurement | None, what: str, limit: float) -> list[Check]:
+    if a is None or b is None or b.process.wall_s == 0:
+        return []
+    return [Check(f"{what} wall", a.process.wall_s / b.process.wall_s, limit)]
+
+
+def _noop_checks(m: Measurement | None, tags: int) -> list[Check]:
+    if m is None:
+        return []
+    s = m.source
+    checks = [
+        Check("nothing changed: source manifest HEADs", s.get("HEAD manifest"), tags, "=="),
+        Check("nothing changed: source manifest GETs", s.get("GET manifest"), 0, "=="),
+        Check("nothing changed: source blob GETs", s.get("GET blob"), 0, "=="),
+    ]
+    checks += [
+        Check(f"nothing changed: target {i + 1} manifest HEADs", t.get("HEAD manifest"), tags, "==")
+        for i, t in enumerate(m.targets)
+    ]
+    return checks
+
+
+def _bytes_read(m: Measurement | None, unique: int) -> list[Check]:
+    if m is None:
+        return []
+    return [
+        Check(f"{m.name}: source blob bytes read == unique bytes", m.source.blob_bytes_sent, unique, "==")
+    ]
+
+
+def corpus_checks(result: ScenarioResult) -> list[Check]:
+    """The issue's targets for scenario 1 that the runs present allow to evaluate."""
+    r = result.run
+    tags, unique = result.facts["tags"], result.facts["unique_bytes"]
+    checks = _ratio(r("mirrord-cold"), r("skopeo-cold"), "cold: mirrord / skopeo", 0.35)
+    checks += _ratio(r("mirrord-cold"), r("floor"), "cold: mirrord / floor", 1.25)
+    checks += _ratio(r("mirrord-again"), r("skopeo-again"), "nothing changed: mirrord / skopeo", 0.05)
+    checks += _noop_checks(r("mirrord-again"), tags)
+    checks += _ratio(r("mirrord-2targets-cold"), r("mirrord-cold"), "two targets / one target", 1.3)
+    checks += _bytes_read(r("mirrord-cold"), unique) + _bytes_read(r("mirrord-2targets-cold"), unique)
+    return checks
+
+
+def info_ratios(result: ScenarioResult) -> list[str]:
+    """Wall and CPU ratios mirrord/skopeo and mirrord/floor, for reading (not targets)."""
+    lines = []
+    for a, b in [
+        ("mirrord-cold", "skopeo-cold"),
+        ("mirrord-cold", "floor"),
+        ("mirrord-again", "skopeo-again"),
+        ("mirrord-2targets-cold", "mirrord-cold"),
+    ]:
+        ma, mb = result.run(a), result.run(b)
+        if ma and mb and mb.process.wall_s and mb.process.cpu_s:
+            lines.append(
+                f"  {a} / {b}: wall {ma.process.wall_s / mb.process.wall_s:.3f}, "
+                f"CPU {ma.process.cpu_s / mb.process.cpu_s:.3f}"
+            )
+    return lines
+
+
+def big_checks(result: ScenarioResult) -> list[Check]:
+    """Scenario 2: mirrord's peak RSS while copying the big layer, and bytes read once."""
+    m = result.run("big-mirrord-cold")
+    if m is None:
+        return []
+    rss = Check("big layer: mirrord peak RSS MB", m.process.peak_rss / MB, 150)
+    return [rss, *_bytes_read(m, result.facts["unique_bytes"])]
+
+
+def big_lines(result: ScenarioResult) -> list[str]:
+    """MB/s of each run of scenario 2."""
+    unique = result.facts["unique_bytes"]
+    return [
+        f"  {m.name}: {unique / MB / m.process.wall_s:.1f} MB/s, peak RSS {m.process.peak_rss / MB:.1f} MB"
+        for m in result.runs
+        if m.process.wall_s
+    ]
+
+
+def scale_lines(result: ScenarioResult) -> tuple[list[str], list[Check]]:
+    """Scenario 3: time against unique and referenced bytes per size, and the bytes-read checks."""
+    lines = [
+        f"  {'repos':>5} {'tags':>5} {'unique MB':>10} {'refd MB':>9} {'floor s':>8} {'mirrord s':>9} "
+        f"{'m/floor':>7} {'mirrord MB/s (unique)':>21} {'s per 1000 tags':>15}"
+    ]
+    checks: list[Check] = []
+    for point in result.extra.get("points", []):
+        floor, mirrord = result.run(point["floor"]), result.run(point["mirrord"])
+        if floor is None or mirrord is None:
+            continue
+        fw, mw = floor.process.wall_s, mirrord.process.wall_s
+        lines.append(
+            f"  {point['repositories']:>5} {point['tags']:>5} {point['unique_bytes'] / MB:>10.1f} "
+            f"{point['referenced_bytes'] / MB:>9.1f} {fw:>8.2f} {mw:>9.2f} {mw / fw:>7.2f} "
+            f"{point['unique_bytes'] / MB / mw:>21.1f} {1000 * mw / point['tags']:>15.1f}"
+        )
+        checks += _bytes_read(mirrord, point["unique_bytes"])
+    return lines, checks
+
+
+def print_result(result: ScenarioResult, out: Printer = print) -> list[Check]:
+    """Print one scenario; the checks it evaluated."""
+    out("")
+    out(f"== scenario {result.name} ==")
+    if "repositories" in result.facts:
+        out(facts_line(result.facts))
+    print_table(result.runs, out)
+    checks: list[Check] = []
+    if result.name == "corpus":
+        out("ratios:")
+        for line in info_ratios(result):
+            out(line)
+        checks = corpus_checks(result)
+    elif result.name == "big":
+        for line in big_lines(result):
+            out(line)
+        checks = big_checks(result)
+    elif result.name == "scale":
+        lines, checks = scale_lines(result)
+        for line in lines:
+            out(line)
+    if checks:
+        out("targets:")
+    for check in checks:
+        out(check.line())
+    failed = [m.name for m in result.runs if m.process.exit_code != 0]
+    if failed:
+        out(f"runs that failed (see bench/out/logs/): {', '.join(failed)}")
+    return checks

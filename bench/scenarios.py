@@ -1,0 +1,239 @@
+"""The three scenarios: ``corpus`` (floor, skopeo, mirrord), ``big`` (one 2 GiB layer), ``scale``.
+
+A :class:`Bench` owns every process and directory it starts (through one ``ExitStack``), seeds each
+source once (kept under ``bench/out/sources/<spec key>`` and reused by later runs unless ``fresh``), and
+gives every measured run a fresh target registry that is deleted right after its phase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import tools
+from bench.corpus import Corpus, CorpusSpec
+from bench.floor import write_blob_list
+from bench.measure import ProcessResult, RequestStats, run_measured
+from bench.registries import Registry, registry, require_tool
+from bench.seed import head_digests, seed_corpus
+
+
+@dataclass
+class Measurement:
+    """One measured run: the process, requests at the source and each target, bytes stored at each
+    target, and ``check`` — whether every tag arrived with the source's digest ("ok", "n/a", or why not).
+    """
+
+    name: str
+    process: ProcessResult
+    source: RequestStats
+    targets: list[RequestStats]
+    stored: list[int]
+    check: str = "n/a"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "name": self.name,
+            "process": self.process.to_json(),
+            "source_requests": self.source.to_json(),
+            "target_requests": [t.to_json() for t in self.targets],
+            "target_stored_bytes": self.stored,
+            "check": self.check,
+        }
+
+
+@dataclass
+class ScenarioResult:
+    """A scenario's corpus facts and its measurements, in run order."""
+
+    name: str
+    facts: dict[str, Any]
+    runs: list[Measurement] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, name: str) -> Measurement | None:
+        """The measurement called ``name``, if it ran."""
+        return next((m for m in self.runs if m.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"name": self.name, "facts": self.facts, "runs": [m.to_json() for m in self.runs]} | self.extra
+
+
+class Bench:
+    """Runs scenarios under ``out``. Every registry and child process it starts is stopped (and its
+    directory deleted) when the ``with`` block or call that started it ends, also on Ctrl-C."""
+
+    def __init__(self, out: Path, *, concurrency: int = 8, fresh: bool = False) -> None:
+        self.out = out
+        self.concurrency = concurrency
+        self.fresh = fresh
+        self.logs = out / "logs"
+        self._serial = 0
+
+    # -- registries ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def source(self, spec: CorpusSpec) -> Iterator[tuple[Registry, Corpus]]:
+        """A registry serving the seeded corpus ``spec`` (seeding it unless a kept copy matches)."""
+        home = self.out / "sources" / f"{spec.prefix}-{spec.key()}"
+        record = home / "corpus.json"
+        if self.fresh or not record.exists():
+            shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True, exist_ok=True)
+        with registry(self._workdir("source"), home / "storage") as reg:
+            yield reg, self._corpus(reg, spec, home)
+
+    def _corpus(self, reg: Registry, spec: CorpusSpec, home: Path) -> Corpus:
+        record = home / "corpus.json"
+        if record.exists():
+            corpus = Corpus.from_json(json.loads(record.read_text()))
+            print(f"source {reg.host}: reusing {home}", flush=True)
+        else:
+            start = time.perf_counter()
+            corpus = asyncio.run(seed_corpus(reg.host, spec))
+            record.write_text(json.dumps(corpus.to_json()))
+            print(f"source {reg.host}: seeded in {time.perf_counter() - start:.1f} s ({home})", flush=True)
+        return corpus
+
+    @contextlib.contextmanager
+    def targets(self, count: int) -> Iterator[list[Registry]]:
+        """``count`` fresh, empty target registries, deleted on exit."""
+        with ExitStack() as inner:
+            yield [inner.enter_context(registry(self._workdir("target"))) for _ in range(count)]
+
+    def _workdir(self, kind: str) -> Path:
+        self._serial += 1
+        return self.out / "work" / f"{kind}-{os.getpid()}-{self._serial}"
+
+    # -- measuring ----------------------------------------------------------------------------
+
+    def measure(
+        self, name: str, argv: Sequence[str], source: Registry, targets: Sequence[Registry]
+    ) -> Measurement:
+        """Run ``argv`` as a child process and collect what the registries saw during it."""
+        marks = [r.mark() for r in (source, *targets)]
+        env = dict(os.environ, PYTHONPATH=str(tools.ROOT))
+        print(f"  {name} ...", end="", flush=True)
+        proc = run_measured(argv, self.logs / f"{name}.log", env=env)
+        stats = [r.requests_since(m) for r, m in zip((source, *targets), marks, strict=True)]
+        status = "" if proc.exit_code == 0 else f" (exit {proc.exit_code}, see {proc.log})"
+        print(f" {proc.wall_s:.2f} s{status}", flush=True)
+        return Measurement(name, proc, stats[0], stats[1:], [t.stored_blob_bytes() for t in targets])
+
+    def check(
+        self, m: Measurement, corpus: Corpus, repos: Sequence[str], targets: Sequence[Registry], rename: Any
+    ) -> None:
+        """Set ``m.check``: every tag of ``repos`` at each target has the source's index digest."""
+        wanted = {(rename(r), t): d for r in repos for t, d in corpus.tags[r].items()}
+        bad = 0
+        for target in targets:
+            got = asyncio.run(head_digests(target.host, wanted))
+            bad += sum(1 for ref, digest in wanted.items() if got[ref] != digest)
+        m.check = "ok" if bad == 0 else f"{bad} of {len(wanted) * len(targets)} tags missing or different"
+
+    # -- the three tools ------------------------------------------------------------------------
+
+    def floor(self, name: str, corpus: Corpus, repos: Sequence[str], source: Registry) -> Measurement:
+        """The floor copier into a fresh target."""
+        blob_list = self.logs / f"{name}-blobs.json"
+        blob_list.parent.mkdir(parents=True, exist_ok=True)
+        write_blob_list(blob_list, corpus.distinct_blobs(repos), corpus.blobs)
+        with self.targets(1) as (target,):
+            argv = tools.floor_argv(source.host, target.host, blob_list, self.concurrency)
+            return self.measure(name, argv, source, [target])
+
+    def skopeo(self, corpus: Corpus, repos: Sequence[str], source: Registry) -> list[Measurement]:
+        """``skopeo sync --all`` cold into a fresh target, then again with nothing changed."""
+        require_tool("skopeo")
+        with self.targets(1) as (target,):
+            argv = tools.skopeo_argv(corpus, repos, source.host, target.host, self.logs)
+            cold = self.measure("skopeo-cold", argv, source, [target])
+            self.check(cold, corpus, repos, [target], tools.skopeo_repo)
+            again = self.measure("skopeo-again", argv, source, [target])
+        return [cold, again]
+
+    def mirrord(
+        self,
+        prefix: str,
+        corpus: Corpus,
+        repos: Sequence[str],
+        source: Registry,
+        *,
+        targets: int = 1,
+        again: bool = True,
+    ) -> list[Measurement]:
+        """``mirrord sync`` cold into ``targets`` fresh targets, then (``again``) with nothing changed."""
+        with self.targets(targets) as regs:
+            plan = self.logs / f"{prefix}-plan.yaml"
+            plan.write_text(tools.mirrord_plan(corpus, repos, source.host, [r.host for r in regs]))
+            argv = tools.mirrord_argv(plan, self.logs / f"{prefix}-report.json")
+            cold = self.measure(f"{prefix}-cold", argv, source, regs)
+            self.check(cold, corpus, repos, regs, tools.mirrord_repo)
+            runs = [cold]
+            if again:
+                runs.append(self.measure(f"{prefix}-again", argv, source, regs))
+        return runs
+
+
+def corpus_facts(corpus: Corpus, repos: Sequence[str]) -> dict[str, Any]:
+    """Sizes of the part of ``corpus`` that ``repos`` cover."""
+    return {
+        "spec": corpus.spec.__dict__ | {"repos": len(repos)},
+        "repositories": len(repos),
+        "tags": corpus.tag_count(repos),
+        "manifests": sum(corpus.manifests[r] for r in repos),
+        "distinct_blobs": len(corpus.distinct_blobs(repos)),
+        "unique_bytes": corpus.unique_bytes(repos),
+        "referenced_bytes": corpus.referenced_bytes(repos),
+    }
+
+
+def run_corpus(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> ScenarioResult:
+    """Scenario 1: floor, skopeo cold/again, mirrord cold/again, mirrord with two targets."""
+    repos = spec.repo_names()
+    with bench.source(spec) as (source, corpus):
+        result = ScenarioResult("corpus", corpus_facts(corpus, repos))
+        result.runs.append(bench.floor("floor", corpus, repos, source))
+        if skopeo:
+            result.runs.extend(bench.skopeo(corpus, repos, source))
+        result.runs.extend(bench.mirrord("mirrord", corpus, repos, source))
+        result.runs.extend(bench.mirrord("mirrord-2targets", corpus, repos, source, targets=2, again=False))
+    return result
+
+
+def run_big(bench: Bench, gib: float, seed: str) -> ScenarioResult:
+    """Scenario 2: one image with one ``gib`` GiB layer; the floor and mirrord, peak RSS and MB/s."""
+    spec = CorpusSpec(repos=1, tags=1, platforms=1, base_mb=gib * 1024, app_mb=0, seed=seed, prefix="big")
+    repos = spec.repo_names()
+    with bench.source(spec) as (source, corpus):
+        result = ScenarioResult("big", corpus_facts(corpus, repos))
+        result.runs.append(bench.floor("big-floor", corpus, repos, source))
+        result.runs.extend(bench.mirrord("big-mirrord", corpus, repos, source, again=False))
+    return result
+
+
+def run_scale(bench: Bench, sizes: Sequence[int], spec: CorpusSpec) -> ScenarioResult:
+    """Scenario 3: the first N repositories of one seeded corpus for each N in ``sizes``."""
+    result = ScenarioResult("scale", {"spec": spec.__dict__, "sizes": list(sizes)})
+    points = []
+    with bench.source(spec) as (source, corpus):
+        for n in sizes:
+            repos = corpus.subset(n)
+            facts = corpus_facts(corpus, repos)
+            floor = bench.floor(f"scale-{n}-floor", corpus, repos, source)
+            (cold,) = bench.mirrord(f"scale-{n}-mirrord", corpus, repos, source, again=False)
+            result.runs.extend([floor, cold])
+            points.append(facts | {"floor": floor.name, "mirrord": cold.name})
+    result.extra["points"] = points
+    return result
