@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_multiarch
@@ -11,7 +12,7 @@ from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_m
 from mirrord.copy import CopyEngine, CopyRequest, Limits, LocationCache, Target
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION
 from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
-from mirrord.oci import Digest, ImageIndex, Platform
+from mirrord.oci import Digest, ImageIndex, ImageManifest, Platform
 from mirrord.registry.errors import RequestRejected, ServerError
 from mirrord.registry.memory import MemoryRegistry, MemoryRepository
 
@@ -86,7 +87,10 @@ async def test_index_with_attestations_is_copied_whole(
     src, dst = source.repository("app"), target.repository("app")
     amd = await push_image(src, [layer("amd")], docker=docker)
     arm = await push_image(src, [layer("arm")], docker=docker)
-    entries = [(amd, "linux/amd64", None), (arm, "linux/arm64/v8", None)]
+    entries: list[tuple[ImageManifest | ImageIndex, str | None, dict[str, str] | None]] = [
+        (amd, "linux/amd64", None),
+        (arm, "linux/arm64/v8", None),
+    ]
     if not docker:
         att = await push_image(src, [layer("att", 10)])
         entries.append(
@@ -476,11 +480,9 @@ async def test_copy_within_one_registry_mounts_from_the_source(source: MemoryReg
 
 
 async def test_location_cache_is_persisted_and_reused(
-    source: MemoryRegistry, target: MemoryRegistry, tmp_path: object
+    source: MemoryRegistry, target: MemoryRegistry, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
-    state = Path(str(tmp_path)) / "state" / "locations.json"
+    state = tmp_path / "state" / "locations.json"
     src = source.repository("app")
     await push_image(src, [layer("a", 3000)], tag="1")
     first = CopyEngine(locations=LocationCache(state))
