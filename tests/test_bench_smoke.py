@@ -1,0 +1,108 @@
+"""Smoke test of the benchmark harness (bench/): corpus determinism, and the floor copier against a real
+registry, measured as a child process with its requests counted from the access logs."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from bench.corpus import Corpus, CorpusSpec, LayerKey, LayerStream, config_bytes, image_layers
+from bench.floor import write_blob_list
+from bench.measure import parse_access_log, request_kind, run_measured
+from bench.registries import registry
+from bench.seed import head_digests, seed_corpus
+from bench.tools import ROOT, floor_argv
+
+TINY = CorpusSpec(repos=2, tags=2, platforms=2, base_mb=0.25, app_mb=0.0625, seed="smoke")
+
+
+def _bytes(layer: LayerKey, seed: str = "s") -> tuple[bytes, LayerStream]:
+    stream = LayerStream(seed, layer)
+    return b"".join(stream), stream
+
+
+def test_layer_is_deterministic_gzip_tar_with_matching_digests() -> None:
+    data, stream = _bytes(LayerKey("app/x", 300_000))
+    again, _ = _bytes(LayerKey("app/x", 300_000))
+    other, _ = _bytes(LayerKey("app/y", 300_000))
+    assert data == again
+    assert data != other
+    assert stream.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert stream.size == len(data)
+    plain = gzip.decompress(data)
+    assert stream.diff_id == "sha256:" + hashlib.sha256(plain).hexdigest()
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
+        [member] = tar.getmembers()
+        assert member.size == 300_000
+
+
+def test_corpus_shape_shares_base_and_consecutive_tag_layers() -> None:
+    spec = CorpusSpec(repos=2, tags=3, platforms=3)
+    t0, t1, t2 = (image_layers(spec, "bench/app-000", 1, i) for i in range(3))
+    other = image_layers(spec, "bench/app-001", 1, 0)
+    assert t0[0] == t1[0] == other[0]  # the platform's base layer, in every repo
+    assert t1[1] == t0[-1]  # consecutive tags share a layer
+    assert t2[1] == t1[-1]
+    assert len({t0[-1], t1[-1], t2[-1], other[-1]}) == 4  # each tag brings its own app layer
+    assert spec.key() == CorpusSpec(repos=2, tags=3, platforms=3).key()
+    assert config_bytes(spec, "r", "1.0.0", 0, ["sha256:a"]) == config_bytes(
+        spec, "r", "1.0.0", 0, ["sha256:a"]
+    )
+
+
+def test_access_log_parsing_counts_kinds_and_bytes() -> None:
+    lines = [
+        '127.0.0.1 - - [x] "GET /v2/a/b/blobs/sha256:ab HTTP/1.1" 200 1000 "" "ua"',
+        '127.0.0.1 - - [x] "HEAD /v2/a/b/manifests/1.0 HTTP/1.1" 200 0 "" "ua"',
+        '127.0.0.1 - - [x] "PUT /v2/a/blobs/uploads/uuid?_state=x&digest=sha256:ab HTTP/1.1" 201 0 "" "ua"',
+        '127.0.0.1 - - [x] "GET /v2/a/manifests/sha256:cd HTTP/1.1" 404 90 "" "ua"',
+        "not an access log line",
+    ]
+    stats = parse_access_log(lines)
+    assert stats.counts == {"GET blob": 1, "HEAD manifest": 1, "PUT upload": 1, "GET manifest": 1}
+    assert stats.errors == {"GET manifest": 1}
+    assert (stats.blob_bytes_sent, stats.manifest_bytes_sent) == (1000, 0)
+    assert request_kind("/v2/") == "ping"
+
+
+def _need_registry() -> None:
+    if shutil.which("docker-registry") is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-registry is not installed (run `make deps`)")
+        pytest.skip("docker-registry is not installed (run `make deps`); the floor copier needs it")
+
+
+@pytest.mark.integration
+def test_floor_copies_each_distinct_blob_once(tmp_path: Path) -> None:
+    _need_registry()
+    with registry(tmp_path / "src") as src, registry(tmp_path / "dst") as dst:
+        corpus = asyncio.run(seed_corpus(src.host, TINY))
+        repos = TINY.repo_names()
+        assert asyncio.run(head_digests(src.host, [(r, t) for r in repos for t in corpus.tags[r]])) == {
+            (r, t): d for r in repos for t, d in corpus.tags[r].items()
+        }
+        assert Corpus.from_json(json.loads(json.dumps(corpus.to_json()))) == corpus
+        blobs = corpus.distinct_blobs(repos)
+        blob_list = tmp_path / "blobs.json"
+        write_blob_list(blob_list, blobs, corpus.blobs)
+        marks = src.mark(), dst.mark()
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = run_measured(floor_argv(src.host, dst.host, blob_list, 4), tmp_path / "floor.log", env=env)
+        assert proc.exit_code == 0, (tmp_path / "floor.log").read_text()
+        src_stats, dst_stats = src.requests_since(marks[0]), dst.requests_since(marks[1])
+        assert proc.wall_s > 0
+        assert proc.cpu_s > 0
+        assert proc.peak_rss > 1_000_000
+    assert src_stats.counts == {"GET blob": len(blobs)}
+    assert src_stats.blob_bytes_sent == corpus.unique_bytes(repos)
+    assert dst_stats.counts == {"POST upload": len(blobs), "PUT upload": len(blobs)}
+    assert not dst_stats.errors
