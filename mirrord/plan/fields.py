@@ -1,0 +1,250 @@
+"""Parsers of single entry fields (sources, targets, tags, platforms, ...), each from one YAML value.
+
+Each parser validates one value and raises PlanError at that value's line and key; cross-field rules
+(a target tag needs a one-image source, ...) live in :mod:`mirrord.plan.entries`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from mirrord.oci import Digest, InvalidDigest, InvalidPlatform, InvalidReference, Platform, Reference
+from mirrord.oci.reference import is_short_name, validate_tag
+from mirrord.plan.nodes import Value
+from mirrord.plan.registries import normalise_host
+from mirrord.tags import SemverRange, TagFilter
+
+TARGET_KEYS = ("ref", "format", "compression", "artifacts")
+TAGS_KEYS = ("include", "exclude", "semver", "latest")
+FORMATS = ("keep", "oci", "docker")
+COMPRESSIONS = ("keep", "zstd", "gzip")
+OCI_PREFIX = "oci:"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A parsed ``source:``: normalised repository (or ``oci:PATH``), how it was written, tag/digest."""
+
+    name: str
+    written: str
+    is_short: bool
+    tag: str | None
+    digest: Digest | None
+
+    @property
+    def pinned(self) -> bool:
+        """True when the source names one tag or digest (then ``tags:`` does not apply)."""
+        return self.tag is not None or self.digest is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    """A parsed target; None options inherit from the entry (then from defaults, then keep)."""
+
+    ref: str
+    tag: str | None
+    format: str | None
+    compression: str | None
+    artifacts: bool | None
+    value: Value
+
+
+def split_layout(text: str) -> tuple[str, str | None, str | None]:
+    """``oci:PATH[:TAG]`` or ``oci:PATH@DIGEST`` -> (``oci:PATH``, tag, digest text).
+
+    As in containers/image, the path ends at the first ``:``, so a layout path cannot contain one.
+    """
+    body = text[len(OCI_PREFIX) :]
+    if "@" in body:
+        path, digest = body.rsplit("@", 1)
+        return OCI_PREFIX + path, None, digest
+    path, sep, tag = body.partition(":")
+    return OCI_PREFIX + path, tag if sep else None, None
+
+
+def _layout(value: Value, text: str) -> tuple[str, str | None, Digest | None]:
+    ref, tag, digest_text = split_layout(text)
+    if ref == OCI_PREFIX:
+        raise value.error(f"{text!r}: an OCI layout reference needs a path (oci:PATH[:TAG])")
+    try:
+        if tag is not None:
+            validate_tag(tag)
+        digest = Digest.parse(digest_text) if digest_text is not None else None
+    except (InvalidReference, InvalidDigest) as exc:
+        raise value.error(str(exc)) from None
+    return ref, tag, digest
+
+
+def parse_source(value: Value) -> Source:
+    """``REPO``, ``REPO:TAG``, ``REPO@DIGEST`` (``REPO:TAG@DIGEST``) or ``oci:PATH[:TAG|@DIGEST]``."""
+    text = value.string()
+    if text.startswith(OCI_PREFIX):
+        ref, tag, digest = _layout(value, text)
+        return Source(ref, text, False, tag, digest)
+    try:
+        parsed = Reference.parse(text, default_tag=None)
+        short = is_short_name(text)
+    except InvalidReference as exc:
+        raise value.error(str(exc)) from None
+    return Source(parsed.name, text, short, parsed.tag, parsed.digest)
+
+
+def parse_target(value: Value) -> TargetSpec:
+    """A target: a reference string, or ``{ref, format, compression, artifacts}``."""
+    if not value.is_mapping:
+        if value.kind != "a string":
+            raise value.expected("a reference or a mapping with ref:")
+        return target_from_text(value, value.string())
+    fields = value.mapping(TARGET_KEYS)
+    if "ref" not in fields:
+        raise value.error("a target mapping needs ref:")
+    return target_from_text(
+        fields["ref"],
+        fields["ref"].string(),
+        parse_choice(fields["format"], FORMATS) if "format" in fields else None,
+        parse_choice(fields["compression"], COMPRESSIONS) if "compression" in fields else None,
+        fields["artifacts"].boolean() if "artifacts" in fields else None,
+    )
+
+
+def target_from_text(
+    value: Value,
+    text: str,
+    fmt: str | None = None,
+    compression: str | None = None,
+    artifacts: bool | None = None,
+) -> TargetSpec:
+    """A target from a reference string; errors point at ``value``."""
+    if text.startswith(OCI_PREFIX):
+        ref, tag, digest = _layout(value, text)
+    else:
+        try:
+            parsed = Reference.parse(text, default_tag=None)
+        except InvalidReference as exc:
+            raise value.error(str(exc)) from None
+        ref, tag, digest = parsed.name, parsed.tag, parsed.digest
+    if digest is not None:
+        raise value.error(f"{text!r}: a target cannot name a digest (the digest comes from the source)")
+    return TargetSpec(ref, tag, fmt, compression, artifacts, value)
+
+
+def parse_targets(value: Value, *, many: bool) -> list[TargetSpec]:
+    """``target:`` (one) or ``targets:`` (a list, or one reference); at least one, no duplicates."""
+    items = value.sequence() if many and value.is_sequence else [value]
+    if not items:
+        raise value.error("an empty list: give at least one target")
+    specs = [parse_target(item) for item in items]
+    seen: dict[tuple[str, str | None], int] = {}
+    for spec in specs:
+        key = (spec.ref, spec.tag)
+        if key in seen:
+            raise spec.value.error(f"the same target again (first at line {seen[key]})")
+        seen[key] = spec.value.line
+    return specs
+
+
+def parse_choice(value: Value, choices: tuple[str, ...]) -> str:
+    """One of ``choices``."""
+    text = value.string()
+    if text not in choices:
+        raise value.error(f"{text!r} is not one of: {', '.join(choices)}")
+    return text
+
+
+def parse_tags(value: Value) -> TagFilter | None:
+    """A list of exact tags, or ``{include, exclude, semver, latest}``; null means every tag."""
+    if value.is_null:
+        return None
+    if not value.is_mapping:
+        if not value.is_sequence:
+            raise value.expected("a list of tags or a mapping of include, exclude, semver, latest")
+        items = value.sequence()
+        if not items:
+            raise value.error("an empty list selects nothing (leave tags: out to mirror every tag)")
+        return TagFilter(exact=tuple(dict.fromkeys(_tag(item) for item in items)))
+    fields = value.mapping(TAGS_KEYS)
+    kwargs: dict[str, Any] = {}
+    for name in ("include", "exclude"):
+        if name in fields:
+            kwargs[name] = _patterns(fields[name])
+    if "semver" in fields:
+        kwargs["semver"] = parse_semver(fields["semver"])
+    if "latest" in fields:
+        kwargs["latest"] = fields["latest"].integer(minimum=1)
+    return TagFilter(**kwargs)
+
+
+def _tag(value: Value) -> str:
+    text = value.string()
+    try:
+        return validate_tag(text)
+    except InvalidReference as exc:
+        raise value.error(str(exc)) from None
+
+
+def _patterns(value: Value) -> tuple[re.Pattern[str], ...]:
+    items = value.sequence() if value.is_sequence else [value]
+    return tuple(_regex(item) for item in items)
+
+
+def _regex(value: Value) -> re.Pattern[str]:
+    text = value.string()
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise value.error(f"{text!r} is not a regular expression ({exc.msg})") from None
+
+
+def parse_semver(value: Value) -> SemverRange:
+    """A version range; its message names the range (``'>=1.x' is not a version range (...)``)."""
+    try:
+        return SemverRange.parse(value.string())
+    except ValueError as exc:
+        raise value.error(str(exc)) from None
+
+
+def parse_platforms(value: Value) -> tuple[Platform, ...] | None:
+    """``all`` (None) or a list of ``os/arch[/variant]`` (one string is a list of one)."""
+    if value.kind == "a string" and value.string() == "all":
+        return None
+    items = value.sequence() if value.is_sequence else [value]
+    if not items:
+        raise value.error("an empty list selects nothing (write 'all' or name platforms)")
+    platforms: list[Platform] = []
+    for item in items:
+        try:
+            platforms.append(Platform.parse(item.string()))
+        except InvalidPlatform as exc:
+            raise item.error(str(exc)) from None
+    return tuple(dict.fromkeys(platforms))
+
+
+def parse_hosts(value: Value) -> tuple[str, ...]:
+    """A list of registry hosts (``search_registries``), normalised, in order."""
+    items = value.sequence() if value.is_sequence else [value]
+    return tuple(dict.fromkeys(normalise_host(item, item.string()) for item in items))
+
+
+def parse_prefix(value: Value) -> str:
+    """``defaults.target_prefix``: ``HOST[:PORT]/PATH`` (or just a host) or ``oci:DIR``."""
+    text = value.string().rstrip("/")
+    if text.startswith(OCI_PREFIX):
+        if text == OCI_PREFIX or ":" in text[len(OCI_PREFIX) :] or "@" in text:
+            raise value.error(f"{text!r}: an OCI layout prefix is oci:DIR (no tag, no ':' in DIR)")
+        return text
+    normalise_host(value, text.split("/", 1)[0])
+    try:
+        probe = Reference.parse(f"{text}/probe", default_tag=None)
+    except InvalidReference as exc:
+        raise value.error(str(exc)) from None
+    if probe.tag is not None or probe.digest is not None:
+        raise value.error(f"{text!r}: a prefix cannot name a tag or digest")
+    return text
+
+
+def prefixed_target(prefix: str, source: Source) -> str:
+    """``<prefix>/<source host>/<source repo>``, the host lower-cased with ``:`` written as ``_``."""
+    host, _, repository = source.name.partition("/")
+    return f"{prefix}/{host.lower().replace(':', '_')}/{repository}"
