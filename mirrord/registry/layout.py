@@ -166,7 +166,7 @@ class LayoutRepository:
         digest = Digest.of(raw, wanted.algorithm if wanted is not None else "sha256")
         if wanted is not None and digest != wanted:
             raise self._error(DigestMismatch, f"manifest bytes have digest {digest}", reference)
-        manifest = self._parse(raw, media_type, reference)
+        manifest = self._parse(raw, media_type, reference, RequestRejected)
         await self._require_children(manifest, reference)
         await self._ensure_layout()
         path = await asyncio.to_thread(self._blob_path, digest)
@@ -214,13 +214,13 @@ class LayoutRepository:
         if offset == 0 and not digest.verifiable:
             raise self._error(RequestRejected, f"cannot verify a {digest.algorithm} blob", str(digest))
         try:
-            file = await asyncio.to_thread(_open_at, path, offset)
+            file, size = await asyncio.to_thread(_open_at, path, offset)
         except FileNotFoundError:
             raise self._error(NotFound, f"blob {digest} not found", str(digest)) from None
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise self._error(RequestRejected, f"cannot read blob {digest}: {exc}", str(digest)) from exc
         try:
-            yield _FileBlobStream(self, file, digest, offset)
+            yield _FileBlobStream(self, file, size, digest, offset)
         finally:
             # Closing a file opened for reading does not block; doing it inline keeps it safe under
             # cancellation (no await in the cleanup).
@@ -346,23 +346,20 @@ class LayoutRepository:
             raise self._error(NotFound, f"manifest {reference} not found", reference) from None
         if Digest.of(raw, digest.algorithm) != digest:
             raise self._error(DigestMismatch, f"manifest blob {digest} is corrupt", reference)
-        try:
-            return parse_manifest(raw, media_type)
-        except UnsupportedManifest:
-            raise
-        except InvalidManifest as exc:
-            # A blob no index entry calls a manifest (a layer asked for by digest) is simply not a
-            # manifest, as a registry would answer; one the index names is a broken layout.
-            kind = NotFound if media_type is None else ProtocolError
-            raise self._error(kind, f"{digest} is not a valid manifest: {exc}", reference) from exc
+        # A blob no index entry calls a manifest (a layer asked for by digest) is simply not a
+        # manifest, as a registry would answer; one the index names is a broken layout.
+        return self._parse(raw, media_type, reference, NotFound if media_type is None else ProtocolError)
 
-    def _parse(self, raw: bytes, media_type: str | None, reference: str) -> AnyManifest:
+    def _parse(
+        self, raw: bytes, media_type: str | None, reference: str, kind: type[RegistryError]
+    ) -> AnyManifest:
+        """parse_manifest; schema1 (UnsupportedManifest) passes through to be reported as such."""
         try:
             return parse_manifest(raw, media_type)
         except UnsupportedManifest:
             raise
         except InvalidManifest as exc:
-            raise self._error(RequestRejected, f"not a valid manifest: {exc}", reference) from exc
+            raise self._error(kind, f"not a valid manifest: {exc}", reference) from exc
 
     async def _require_children(self, manifest: AnyManifest, reference: str) -> None:
         if isinstance(manifest, ImageIndex):
@@ -458,19 +455,10 @@ class LayoutRepository:
     # -- internals: errors and events ---------------------------------------------------------------
 
     def _error(
-        self,
-        kind: type[RegistryError],
-        message: str,
-        reference: str | None = None,
-        *,
-        code: str | None = None,
+        self, kind: type[RegistryError], message: str, ref: str | None = None, *, code: str | None = None
     ) -> RegistryError:
         return kind(
-            f"{self}: {message}",
-            registry=EVENT_REGISTRY,
-            repository=self.name,
-            reference=reference,
-            code=code,
+            f"{self}: {message}", registry=EVENT_REGISTRY, repository=self.name, reference=ref, code=code
         )
 
     def _emit(self, direction: Direction, count: int) -> None:
@@ -481,8 +469,10 @@ class LayoutRepository:
 class _FileBlobStream:
     """A blob read from a layout file; verifies digest and size at the end when read from 0."""
 
-    def __init__(self, layout: LayoutRepository, file: BinaryIO, digest: Digest, offset: int) -> None:
-        self.size: int | None = os.fstat(file.fileno()).st_size
+    def __init__(
+        self, layout: LayoutRepository, file: BinaryIO, size: int, digest: Digest, offset: int
+    ) -> None:
+        self.size: int | None = size
         self._layout = layout
         self._file = file
         self._digest = digest
@@ -572,11 +562,18 @@ def _file_size(path: Path) -> int | None:
         return None
 
 
-def _open_at(path: Path, offset: int) -> BinaryIO:
+def _open_at(path: Path, offset: int) -> tuple[BinaryIO, int]:
+    """The file positioned at ``offset``, and its size."""
     file = path.open("rb")
-    if offset:
+    try:
+        size = os.fstat(file.fileno()).st_size
+        if offset > size:
+            raise ValueError(f"offset {offset} is past the end ({size} bytes)")
         file.seek(offset)
-    return file
+    except BaseException:
+        file.close()
+        raise
+    return file, size
 
 
 def _index_lock(root: Path) -> asyncio.Lock:
@@ -591,15 +588,11 @@ def _ref_name(entry: dict[str, Any]) -> str | None:
 
 
 def _index_entry(manifest: AnyManifest, tag: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "mediaType": manifest.media_type,
-        "digest": str(manifest.digest),
-        "size": manifest.size,
-    }
+    entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(manifest.digest)}
+    entry["size"] = manifest.size
     if manifest.artifact_type is not None:
         entry["artifactType"] = manifest.artifact_type
-    entry["annotations"] = {REF_NAME_ANNOTATION: tag}
-    return entry
+    return {**entry, "annotations": {REF_NAME_ANNOTATION: tag}}
 
 
 def _with_tag_entry(entries: list[dict[str, Any]], new: dict[str, Any], tag: str) -> list[dict[str, Any]]:
