@@ -20,20 +20,30 @@ class Check:
     value: float
     limit: float
     op: str = "<="
+    #: Why the figure does not count (a run it depends on failed); the check then fails.
+    void: str = ""
 
     @property
     def ok(self) -> bool:
         """Whether the target is met."""
+        if self.void:
+            return False
         return self.value <= self.limit if self.op == "<=" else self.value == self.limit
 
     def line(self) -> str:
         """A printable line."""
         verdict = "PASS" if self.ok else "FAIL"
-        return f"  [{verdict}] {self.what}: {_num(self.value)} {self.op} {_num(self.limit)}"
+        text = f"  [{verdict}] {self.what}: {_num(self.value)} {self.op} {_num(self.limit)}"
+        return text + (f" (void: {self.void})" if self.void else "")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"what": self.what, "value": self.value, "limit": self.limit, "op": self.op, "ok": self.ok}
+        body = {"what": self.what, "value": self.value, "limit": self.limit, "op": self.op, "ok": self.ok}
+        return body | ({"void": self.void} if self.void else {})
+
+
+def _void(*runs: Measurement) -> str:
+    return ", ".join(f"{m.name} exited {m.process.exit_code}" for m in runs if m.process.exit_code != 0)
 
 
 def _num(x: float) -> str:
@@ -79,20 +89,20 @@ def print_table(runs: Sequence[Measurement], out: Printer) -> None:
 def _ratio(a: Measurement | None, b: Measurement | None, what: str, limit: float) -> list[Check]:
     if a is None or b is None or b.process.wall_s == 0:
         return []
-    return [Check(f"{what} wall", a.process.wall_s / b.process.wall_s, limit)]
+    return [Check(f"{what} wall", a.process.wall_s / b.process.wall_s, limit, void=_void(a, b))]
 
 
 def _noop_checks(m: Measurement | None, tags: int) -> list[Check]:
     if m is None:
         return []
-    s = m.source
+    s, void = m.source, _void(m)
     checks = [
-        Check("nothing changed: source manifest HEADs", s.get("HEAD manifest"), tags, "=="),
-        Check("nothing changed: source manifest GETs", s.get("GET manifest"), 0, "=="),
-        Check("nothing changed: source blob GETs", s.get("GET blob"), 0, "=="),
+        Check("nothing changed: source manifest HEADs", s.get("HEAD manifest"), tags, "==", void),
+        Check("nothing changed: source manifest GETs", s.get("GET manifest"), 0, "==", void),
+        Check("nothing changed: source blob GETs", s.get("GET blob"), 0, "==", void),
     ]
     checks += [
-        Check(f"nothing changed: target {i + 1} manifest HEADs", t.get("HEAD manifest"), tags, "==")
+        Check(f"nothing changed: target {i + 1} manifest HEADs", t.get("HEAD manifest"), tags, "==", void)
         for i, t in enumerate(m.targets)
     ]
     return checks
@@ -142,7 +152,7 @@ def big_checks(result: ScenarioResult) -> list[Check]:
     m = result.run("big-mirrord-cold")
     if m is None:
         return []
-    rss = Check("big layer: mirrord peak RSS MB", m.process.peak_rss / MB, 150)
+    rss = Check("big layer: mirrord peak RSS MB", m.process.peak_rss / MB, 150, void=_void(m))
     return [rss, *_bytes_read(m, result.facts["unique_bytes"])]
 
 
