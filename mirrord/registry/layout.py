@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from mirrord.events import BytesTransferred, Direction, EventBus
 from mirrord.oci import AnyManifest, Descriptor, Digest, DigestHasher, ImageIndex, parse_manifest
@@ -43,6 +43,7 @@ REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 #: Label of layout directories in events and metrics.
 EVENT_REGISTRY = "oci"
 
+_T = TypeVar("_T")
 _SCHEME = "oci:"
 _READ_CHUNK = 1024 * 1024
 #: Small chunks are gathered up to this size before one write in a worker thread: a thread hop per
@@ -169,8 +170,8 @@ class LayoutRepository:
         manifest = self._parse(raw, media_type, reference, RequestRejected)
         await self._require_children(manifest, reference)
         await self._ensure_layout()
-        path = await asyncio.to_thread(self._blob_path, digest)
-        await asyncio.to_thread(_write_file_atomic, path, raw)
+        path = await self._io(self._blob_path, digest)
+        await self._io(_write_file_atomic, path, raw)
         self._emit("pushed", len(raw))
         if tag is not None:
             entry = _index_entry(manifest, tag)
@@ -199,8 +200,8 @@ class LayoutRepository:
 
     async def blob_head(self, digest: Digest) -> int | None:
         """Size of the blob file, or None when absent."""
-        path = await asyncio.to_thread(self._blob_path, digest)
-        return await asyncio.to_thread(_file_size, path)
+        path = await self._io(self._blob_path, digest)
+        return await self._io(_file_size, path)
 
     def blob_open(
         self, digest: Digest, *, offset: int = 0
@@ -210,14 +211,12 @@ class LayoutRepository:
 
     @contextlib.asynccontextmanager
     async def _blob_open(self, digest: Digest, offset: int) -> AsyncIterator[BlobStream]:
-        path = await asyncio.to_thread(self._blob_path, digest)
+        path = await self._io(self._blob_path, digest)
         if offset == 0 and not digest.verifiable:
             raise self._error(RequestRejected, f"cannot verify a {digest.algorithm} blob", str(digest))
         try:
-            file, size = await asyncio.to_thread(_open_at, path, offset)
-        except FileNotFoundError:
-            raise self._error(NotFound, f"blob {digest} not found", str(digest)) from None
-        except (OSError, ValueError) as exc:
+            file, size = await self._io(_open_at, path, offset)
+        except ValueError as exc:
             raise self._error(RequestRejected, f"cannot read blob {digest}: {exc}", str(digest)) from exc
         try:
             yield _FileBlobStream(self, file, size, digest, offset)
@@ -246,11 +245,11 @@ class LayoutRepository:
         if not digest.verifiable:
             raise self._error(RequestRejected, f"cannot verify a {digest.algorithm} blob", str(digest))
         await self._ensure_layout()
-        path = await asyncio.to_thread(self._blob_path, digest)
-        writer = await asyncio.to_thread(_AtomicWriter.create, path)
+        path = await self._io(self._blob_path, digest)
+        writer = await self._io(_AtomicWriter.create, path)
         try:
             await self._stream_into(writer, digest, size, chunks)
-            await asyncio.to_thread(writer.commit)
+            await self._io(writer.commit)
         except BaseException:
             writer.abort()
             raise
@@ -268,11 +267,11 @@ class LayoutRepository:
             batch.append(chunk)
             batched += len(chunk)
             if batched >= _WRITE_BATCH:
-                await asyncio.to_thread(writer.write, batch)
+                await self._io(writer.write, batch)
                 self._emit("pushed", batched)
                 batch, batched = [], 0
         if batch:
-            await asyncio.to_thread(writer.write, batch)
+            await self._io(writer.write, batch)
             self._emit("pushed", batched)
         if not hasher.matches(digest, size):
             raise self._error(
@@ -285,7 +284,7 @@ class LayoutRepository:
 
     async def tags_list(self) -> list[str]:
         """The ref names in index.json that are valid tags, once each, in index order."""
-        entries = await asyncio.to_thread(self._read_entries)
+        entries = await self._io(self._read_entries)
         names = (_ref_name(e) for e in entries)
         return list(dict.fromkeys(n for n in names if n is not None and _is_tag(n)))
 
@@ -318,12 +317,12 @@ class LayoutRepository:
         if size is None:
             return None
         if media_type is None:
-            entries = await asyncio.to_thread(self._read_entries)
+            entries = await self._io(self._read_entries)
             media_type = next((e.get("mediaType") for e in entries if e.get("digest") == str(digest)), None)
         return digest, media_type if isinstance(media_type, str) else None, size
 
     async def _tag_entry(self, tag: str) -> dict[str, Any] | None:
-        entries = await asyncio.to_thread(self._read_entries)
+        entries = await self._io(self._read_entries)
         return next((e for e in entries if _ref_name(e) == tag), None)
 
     def _entry_digest(self, entry: dict[str, Any]) -> Digest:
@@ -339,11 +338,8 @@ class LayoutRepository:
             raise self._error(NotFound, f"{digest} is too large to be a manifest", reference)
         if not digest.verifiable:
             raise self._error(RequestRejected, f"cannot verify a {digest.algorithm} manifest", reference)
-        path = await asyncio.to_thread(self._blob_path, digest)
-        try:
-            raw = await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
-            raise self._error(NotFound, f"manifest {reference} not found", reference) from None
+        path = await self._io(self._blob_path, digest)
+        raw = await self._io(path.read_bytes)
         if Digest.of(raw, digest.algorithm) != digest:
             raise self._error(DigestMismatch, f"manifest blob {digest} is corrupt", reference)
         # A blob no index entry calls a manifest (a layer asked for by digest) is simply not a
@@ -419,7 +415,7 @@ class LayoutRepository:
     async def _update_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
         """Apply ``change`` to the index entries under the layout's lock; returns how many fewer."""
         async with _index_lock(self._root):
-            return await asyncio.to_thread(self._rewrite_index, change)
+            return await self._io(self._rewrite_index, change)
 
     def _rewrite_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
         index = self._read_index()
@@ -432,7 +428,7 @@ class LayoutRepository:
     async def _ensure_layout(self) -> None:
         if not self._ensured:
             async with _index_lock(self._root):
-                await asyncio.to_thread(self._create_layout)
+                await self._io(self._create_layout)
             self._ensured = True
 
     def _create_layout(self) -> None:
@@ -461,6 +457,16 @@ class LayoutRepository:
             f"{self}: {message}", registry=EVENT_REGISTRY, repository=self.name, reference=ref, code=code
         )
 
+    async def _io(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run blocking file I/O in a worker thread; OS errors become NotFound (a missing file) or a
+        RegistryError naming the layout, so callers above see one error tree."""
+        try:
+            return await asyncio.to_thread(function, *args)
+        except FileNotFoundError as exc:
+            raise self._error(NotFound, f"{exc.filename or 'file'} not found") from exc
+        except OSError as exc:
+            raise self._error(RegistryError, f"{exc.strerror or exc}: {exc.filename or ''}") from exc
+
     def _emit(self, direction: Direction, count: int) -> None:
         if self._events is not None and count:
             self._events.emit(BytesTransferred(registry=EVENT_REGISTRY, direction=direction, count=count))
@@ -482,7 +488,7 @@ class _FileBlobStream:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        while chunk := await asyncio.to_thread(self._file.read, _READ_CHUNK):
+        while chunk := await self._layout._io(self._file.read, _READ_CHUNK):
             if self._hasher is not None:
                 self._hasher.update(chunk)
             self._layout._emit("pulled", len(chunk))

@@ -23,7 +23,13 @@ from mirrord.events import BytesTransferred, Event, EventBus
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci.errors import InvalidReference
 from mirrord.oci.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
-from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RequestRejected
+from mirrord.registry.errors import (
+    DigestMismatch,
+    NotFound,
+    ProtocolError,
+    RegistryError,
+    RequestRejected,
+)
 from mirrord.registry.layout import REF_NAME_ANNOTATION, LayoutRepository, parse_layout_reference
 
 # -- building a small image ------------------------------------------------------------------------
@@ -544,6 +550,15 @@ async def test_unsupported_layout_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / "oci-layout").write_text('{"imageLayoutVersion": "9.9.9"}')
     with pytest.raises(ProtocolError):
         await LayoutRepository(tmp_path).blob_put(Digest.of(b"x"), 1, _chunks(b"x"))
+
+
+async def test_disk_errors_are_registry_errors(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"not a directory")
+    repo = LayoutRepository(tmp_path / "file")
+    with pytest.raises(RegistryError, match="oci:"):
+        await repo.blob_put(Digest.of(b"x"), 1, _chunks(b"x"))
+    with pytest.raises(RegistryError):
+        await repo.tags_list()
 
 
 async def test_manifest_delete(tmp_path: Path) -> None:
