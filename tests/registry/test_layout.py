@@ -663,6 +663,29 @@ async def test_skopeo_copies_our_layout_and_we_read_its_layout(tmp_path: Path) -
 
 
 @pytest.mark.integration
+async def test_we_read_and_extend_a_single_image_layout_skopeo_wrote(tmp_path: Path) -> None:
+    image = make_image()
+    await put_image(LayoutRepository(tmp_path / "src"), image, "v1")
+    platform = ("--override-os", "linux", "--override-arch", "arm64")
+    await asyncio.to_thread(
+        _skopeo, "copy", *platform, f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'dst'}:one"
+    )
+    theirs = LayoutRepository(tmp_path / "dst")
+    assert await theirs.tags_list() == ["one"]
+    manifest = await theirs.manifest_get("one")
+    assert isinstance(manifest, ImageManifest)
+    assert manifest.raw == image.manifests[1]  # arm64, bytes preserved
+    head = await theirs.manifest_head("one")
+    assert head is not None
+    assert (head.digest, head.media_type) == (Digest.of(image.manifests[1]), OCI_MANIFEST)
+    # Our write into skopeo's layout (its index.json has no mediaType) stays readable by skopeo.
+    await theirs.manifest_put("again", image.manifests[1], OCI_MANIFEST)
+    raw = await asyncio.to_thread(_skopeo, "inspect", "--raw", f"oci:{tmp_path / 'dst'}:again")
+    assert raw.stdout == image.manifests[1]
+    assert await theirs.tags_list() == ["one", "again"]
+
+
+@pytest.mark.integration
 async def test_skopeo_adds_to_our_layout_and_keeps_our_tags(tmp_path: Path) -> None:
     ours = LayoutRepository(tmp_path / "l")
     first, second = make_image(), make_image((("linux", "ppc64le"),))
