@@ -11,19 +11,21 @@ A missing directory reads as an empty repository; it is created on the first wri
 atomic (temporary file in the same directory, fsync, ``os.replace``), blobs are verified while they
 are written and while they are read, and ``index.json`` updates are serialised per layout (one
 :class:`asyncio.Lock` per directory and event loop, plus a read-modify-write that is atomic by
-rename). Disk I/O runs in worker threads, never on the event loop.
+rename, under an exclusive ``flock`` of the directory against other processes). Disk I/O runs in
+worker threads, never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import threading
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -418,11 +420,13 @@ class LayoutRepository:
             return await self._io(self._rewrite_index, change)
 
     def _rewrite_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
-        index = self._read_index()
-        before = index["manifests"]
-        index["manifests"] = after = change(before)
-        if after != before:
-            _write_file_atomic(self._root / _INDEX_FILE, json.dumps(index, separators=(",", ":")).encode())
+        with _directory_lock(self._root):
+            index = self._read_index()
+            before = index["manifests"]
+            index["manifests"] = after = change(before)
+            if after != before:
+                data = json.dumps(index, separators=(",", ":")).encode()
+                _write_file_atomic(self._root / _INDEX_FILE, data)
         return len(before) - len(after)
 
     async def _ensure_layout(self) -> None:
@@ -433,6 +437,10 @@ class LayoutRepository:
 
     def _create_layout(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
+        with _directory_lock(self._root):
+            self._create_layout_files()
+
+    def _create_layout_files(self) -> None:
         marker = self._root / _LAYOUT_FILE
         if marker.exists():
             try:
@@ -580,6 +588,19 @@ def _open_at(path: Path, offset: int) -> tuple[BinaryIO, int]:
         file.close()
         raise
     return file, size
+
+
+@contextlib.contextmanager
+def _directory_lock(root: Path) -> Iterator[None]:
+    """An exclusive flock on the layout directory itself, so that other processes (another mirrord
+    replica, a second ``mirrord copy``) do not interleave their index.json read-modify-write with
+    ours. Blocking: call only in a worker thread."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _index_lock(root: Path) -> asyncio.Lock:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -590,6 +591,43 @@ async def test_concurrent_puts_of_different_tags_all_land(tmp_path: Path) -> Non
     assert sorted(await repos[0].tags_list()) == sorted(["base", *tags])
     assert len(index_json(tmp_path)["manifests"]) == 41
     assert temp_files(tmp_path) == []
+
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[2])
+_TAGGER = """
+import asyncio, sys
+from pathlib import Path
+from mirrord.registry.layout import LayoutRepository
+async def main() -> None:
+    repo = LayoutRepository(Path(sys.argv[1]))
+    raw = Path(sys.argv[2]).read_bytes()
+    async with asyncio.TaskGroup() as group:
+        for i in range(25):
+            group.create_task(repo.manifest_put(f"{sys.argv[3]}{i}", raw, sys.argv[4]))
+asyncio.run(main())
+"""
+
+
+async def test_processes_writing_one_layout_lose_no_tag(tmp_path: Path) -> None:
+    image = make_image((("linux", "amd64"),))
+    layout = tmp_path / "l"
+    await put_image(LayoutRepository(layout), image, "base")
+    (tmp_path / "index").write_bytes(image.index)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _TAGGER,
+            str(layout),
+            str(tmp_path / "index"),
+            prefix,
+            OCI_INDEX,
+            env={**os.environ, "PYTHONPATH": _REPO_ROOT},
+        )
+        for prefix in ("a", "b", "c")
+    ]
+    assert [await p.wait() for p in procs] == [0, 0, 0]
+    assert len(await LayoutRepository(layout).tags_list()) == 1 + 3 * 25
 
 
 async def test_bytes_transferred_events(tmp_path: Path) -> None:
