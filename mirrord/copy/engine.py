@@ -295,7 +295,7 @@ class CopyEngine:
             if platforms is None or not is_index(head.media_type):
                 return None
             return await self._rewritten_from(target.repository, head, source_digest, platforms)
-        except RegistryError as exc:
+        except (RegistryError, OCIError) as exc:
             # The copy will meet the same target and report what is wrong there.
             log.debug(
                 "target check failed", extra={"fields": {"target": str(target.repository), "error": str(exc)}}

@@ -192,7 +192,9 @@ class _PlanBuilder:
     def _visit_index(
         self, index: ImageIndex, depth: int, annotations: Mapping[str, str] | None
     ) -> tuple[PlannedManifest, int] | None:
-        self.seen_platforms.update(str(d.platform) for d in index.manifests if d.platform is not None)
+        self.seen_platforms.update(
+            str(d.platform) for d in index.manifests if d.platform is not None and not d.platform.is_unknown
+        )
         entries: list[Descriptor] = []
         level = 0
         for descriptor in select_children(index, self.platforms):

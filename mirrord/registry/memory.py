@@ -140,14 +140,14 @@ class MemoryRegistry:
             )
         self._live_uploads.discard(upload)
 
-    async def before(self, method: str, repository: str, reference: str) -> int:
+    async def before(self, method: str, repository: MemoryRepository, reference: str) -> int:
         """Count the call, run the hook, and raise an armed ``fail_calls`` fault (except for
         ``blob_put``, which raises mid-upload); returns the call's number for ``method``."""
         self.calls[method] += 1
         number = self.calls[method]
-        self._repositories[repository].calls[method] += 1
+        repository.calls[method] += 1
         if self.faults.hook is not None:
-            await self.faults.hook(method, repository, reference)
+            await self.faults.hook(method, repository.name, reference)
         if method != "blob_put":
             self.raise_fault(method, number)
         return number
@@ -199,7 +199,7 @@ class MemoryRepository:
 
     async def manifest_head(self, reference: str) -> Descriptor | None:
         """Descriptor of the manifest at a tag or digest; None if absent."""
-        await self.registry.before("manifest_head", self._name, reference)
+        await self.registry.before("manifest_head", self, reference)
         found = self._stored(reference)
         if found is None:
             return None
@@ -208,7 +208,7 @@ class MemoryRepository:
 
     async def manifest_get(self, reference: str) -> AnyManifest:
         """The manifest at a tag or digest, parsed from the stored bytes. NotFound if absent."""
-        await self.registry.before("manifest_get", self._name, reference)
+        await self.registry.before("manifest_get", self, reference)
         found = self._stored(reference)
         if found is None:
             raise self._not_found("manifest", reference, "MANIFEST_UNKNOWN")
@@ -216,7 +216,7 @@ class MemoryRepository:
 
     async def manifest_put(self, reference: str, raw: bytes, media_type: str) -> Digest:
         """Store ``raw`` under a tag or its digest once everything it references is present here."""
-        await self.registry.before("manifest_put", self._name, reference)
+        await self.registry.before("manifest_put", self, reference)
         digest = Digest.of(raw)
         if ":" in reference and _parse_digest(reference) != digest:
             raise self._rejected(f"manifest bytes do not match {reference}", reference, "DIGEST_INVALID")
@@ -244,7 +244,7 @@ class MemoryRepository:
 
     async def manifest_delete(self, reference: str) -> None:
         """Delete a manifest by digest (with every tag on it) or a single tag. NotFound if absent."""
-        await self.registry.before("manifest_delete", self._name, reference)
+        await self.registry.before("manifest_delete", self, reference)
         tags = self.registry.tags.get(self._name, {})
         if ":" not in reference:
             if tags.pop(reference, None) is None:
@@ -261,7 +261,7 @@ class MemoryRepository:
 
     async def blob_head(self, digest: Digest) -> int | None:
         """Size of the blob if linked in this repository, else None."""
-        await self.registry.before("blob_head", self._name, str(digest))
+        await self.registry.before("blob_head", self, str(digest))
         if digest not in self.registry.links.get(self._name, set()):
             return None
         return len(self.registry.blobs[digest])
@@ -272,7 +272,7 @@ class MemoryRepository:
 
     @asynccontextmanager
     async def _open(self, digest: Digest, offset: int) -> AsyncIterator[BlobReader]:
-        await self.registry.before("blob_open", self._name, str(digest))
+        await self.registry.before("blob_open", self, str(digest))
         if digest not in self.registry.links.get(self._name, set()):
             raise self._not_found("blob", str(digest), "BLOB_UNKNOWN")
         data = self.registry.blobs[digest]
@@ -287,7 +287,7 @@ class MemoryRepository:
 
     async def blob_mount(self, digest: Digest, from_repository: str) -> MountResult:
         """Link the blob from ``from_repository`` (201), or start an upload session (202)."""
-        await self.registry.before("blob_mount", self._name, str(digest))
+        await self.registry.before("blob_mount", self, str(digest))
         if digest in self.registry.links.get(from_repository, set()):
             self.registry.links.setdefault(self._name, set()).add(digest)
             return MountResult(mounted=True)
@@ -302,7 +302,7 @@ class MemoryRepository:
         upload: UploadSession | None = None,
     ) -> None:
         """Receive the blob; verify digest and size; link it only when everything matched."""
-        number = await self.registry.before("blob_put", self._name, str(digest))
+        number = await self.registry.before("blob_put", self, str(digest))
         if upload is not None:
             self.registry.take_upload(upload, self._name)
         hasher = digest.hasher()
@@ -326,12 +326,12 @@ class MemoryRepository:
 
     async def tags_list(self) -> list[str]:
         """Every tag, sorted; empty when the repository does not exist."""
-        await self.registry.before("tags_list", self._name, "")
+        await self.registry.before("tags_list", self, "")
         return sorted(self.registry.tags.get(self._name, {}))
 
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """An OCI index of the manifests whose ``subject`` is ``digest`` (None without the API)."""
-        await self.registry.before("referrers", self._name, str(digest))
+        await self.registry.before("referrers", self, str(digest))
         if not self.registry.referrers_api:
             return None
         entries = []

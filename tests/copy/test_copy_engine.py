@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_multiarch
 
 from mirrord.copy import CopyEngine, CopyRequest, Limits, LocationCache, Target
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION
-from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
+from mirrord.events import BytesTransferred, EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
 from mirrord.oci import Digest, ImageIndex, ImageManifest, Platform
-from mirrord.registry.errors import RequestRejected, ServerError
+from mirrord.registry.errors import RequestRejected, ServerError, TransportError
 from mirrord.registry.memory import MemoryRegistry, MemoryRepository
 
 AMD64 = Platform.parse("linux/amd64")
@@ -603,3 +604,106 @@ async def test_manifest_events_follow_push_order(source: MemoryRegistry, target:
 def _blob_digests(raw: bytes) -> list[Digest]:
     obj = json.loads(raw)
     return [Digest.parse(d["digest"]) for d in [obj["config"], *obj["layers"]]]
+
+
+# -- the tee: bounded memory, held-back last chunk ---------------------------------------------------
+
+
+class SlowTarget(MemoryRepository):
+    """A target that consumes slowly and records how far the source got ahead of it."""
+
+    def __init__(self, registry: MemoryRegistry, name: str, pulled: list[int]) -> None:
+        super().__init__(registry, name)
+        self.pulled = pulled
+        self.max_ahead = 0
+
+    async def blob_put(self, digest: Digest, size: int, chunks: Any, *, upload: Any = None) -> None:
+        consumed = 0
+
+        async def slow() -> Any:
+            nonlocal consumed
+            async for chunk in chunks:
+                await asyncio.sleep(0.001)
+                consumed += len(chunk)
+                self.max_ahead = max(self.max_ahead, self.pulled[0] - consumed)
+                yield chunk
+
+        await super().blob_put(digest, size, slow(), upload=upload)
+
+
+class TrustingTarget(MemoryRepository):
+    """A target that would store whatever arrives: records whether an upload stream ever ended."""
+
+    completed: list[Digest]
+
+    async def blob_put(self, digest: Digest, size: int, chunks: Any, *, upload: Any = None) -> None:
+        async for _ in chunks:
+            pass
+        self.completed.append(digest)
+
+
+async def test_slowest_target_sets_the_pace_and_memory_stays_bounded(source: MemoryRegistry) -> None:
+    src = source.repository("app")
+    await push_image(src, [layer("big", 400_000)], tag="1")
+    source.chunk_size = 1000
+    bus = EventBus()
+    pulled = [0]
+
+    def count(event: object) -> None:
+        if isinstance(event, BytesTransferred) and event.direction == "pulled":
+            pulled[0] += event.count
+
+    bus.subscribe(count)
+    source.events = bus
+    fast = MemoryRegistry("fast.example")
+    slow_registry = MemoryRegistry("slow.example")
+    slow = SlowTarget(slow_registry, "app", pulled)
+    limits = Limits(tee_queue=2)
+
+    result = await CopyEngine(limits=limits).copy(
+        request(src, "1", (fast.repository("app"), "1"), (slow, "1"))
+    )
+
+    assert result.outcome == "copied", result.error
+    # queue + the chunk being handed over + the held-back chunk, per target
+    assert slow.max_ahead <= (limits.tee_queue + 3) * source.chunk_size
+    assert slow_registry.links["app"] == fast.links["app"]
+
+
+async def test_bad_source_never_completes_an_upload(source: MemoryRegistry) -> None:
+    src = source.repository("app")
+    bad = layer("rotten", 10_000)
+    await push_image(src, [bad], tag="1")
+    source.chunk_size = 1000
+    source.faults.corrupt_blobs.add(Digest.of(bad))
+    trusting = TrustingTarget(MemoryRegistry("trusting.example"), "app")
+    trusting.completed = []
+
+    result = await CopyEngine().copy(request(src, "1", (trusting, "1")))
+
+    assert result.outcome == "failed"
+    assert "DigestMismatch" in (result.error or "")
+    assert Digest.of(bad) not in trusting.completed
+
+
+async def test_source_failure_is_retried_with_a_fresh_read(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    src = source.repository("app")
+    image = await push_image(src, [layer("a", 3000)], tag="1")
+    source.faults.fail_calls[("blob_open", 1)] = TransportError("connection reset")
+
+    result = await CopyEngine(limits=Limits(retry_backoff=0)).copy(
+        request(src, "1", (target.repository("app"), "1"))
+    )
+
+    assert result.outcome == "copied", result.error
+    assert source.calls["blob_open"] == 3  # two blobs, the first read twice
+    assert target.tags["app"]["1"] == image.digest
+
+
+def test_limits_are_validated() -> None:
+    with pytest.raises(ValueError, match="blob_streams"):
+        Limits(blob_streams=0)
+    with pytest.raises(ValueError, match="retry_backoff"):
+        Limits(retry_backoff=-1)
