@@ -39,9 +39,10 @@ def parse_link_next(values: Iterable[str]) -> str | None:
     """The target of the ``rel="next"`` link among ``Link`` header values, if any."""
     for value in values:
         for match in _LINK_RE.finditer(value):
-            params = match.group(2)
-            if re.search(r';\s*rel\s*=\s*"?([^";]*\s)?next(\s[^";]*)?"?', params):
-                return match.group(1)
+            for param in match.group(2).split(";"):
+                name, _, rel = param.partition("=")
+                if name.strip().lower() == "rel" and "next" in rel.strip().strip('"').lower().split():
+                    return match.group(1)
     return None
 
 
