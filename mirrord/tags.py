@@ -174,10 +174,10 @@ def _parse_set(text: str) -> tuple[_Comparator, ...]:
     return tuple(out)
 
 
-def _partial(text: str) -> _Partial:
+def _partial(text: str, written: str | None = None) -> _Partial:
     m = _PARTIAL_RE.match(text)
     if m is None:
-        raise ValueError(f"{text!r} is not a version")
+        raise ValueError(f"{written or text!r} is not a version")
     parts: list[int | None] = []
     for name in ("major", "minor", "patch"):
         value = m[name]
@@ -196,19 +196,17 @@ def _comparator(token: str) -> tuple[_Comparator, ...]:
     op, rest = m[1] or "=", m[2]
     if not rest:
         raise ValueError(f"{op!r} needs a version")
-    partial = _partial(rest)
+    partial = _partial(rest, token)
     if op in ("~", "~>"):
         return _tilde(partial)
     if op == "^":
         return _caret(partial)
-    if op != "=" and any(part in _WILDCARDS for part in re.split(r"[.]", rest.lstrip("v"))):
-        raise ValueError(f"a wildcard after {op!r} is ambiguous: write '{op}{_trim_wildcards(rest)}'")
+    parts = rest.lstrip("v").split(".")
+    if op != "=" and any(part in _WILDCARDS for part in parts):
+        kept = ".".join(p for p in parts if p not in _WILDCARDS)
+        hint = f": write '{op}{kept}'" if kept else ""
+        raise ValueError(f"a wildcard after {op!r} is ambiguous{hint}")
     return _primitive(cast(Op, op), partial)
-
-
-def _trim_wildcards(text: str) -> str:
-    kept = [p for p in text.lstrip("v").split(".") if p not in _WILDCARDS]
-    return ".".join(kept) or "0"
 
 
 def _primitive(op: Op, p: _Partial) -> tuple[_Comparator, ...]:
