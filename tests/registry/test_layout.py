@@ -9,8 +9,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tarfile
 from collections.abc import AsyncIterator, Iterable
@@ -32,6 +30,7 @@ from mirrord.registry.errors import (
     RequestRejected,
 )
 from mirrord.registry.layout import REF_NAME_ANNOTATION, LayoutRepository, parse_layout_reference
+from tests.testbed.tools import ToolError, oci_image_tool_validate, skopeo
 
 # -- building a small image ------------------------------------------------------------------------
 
@@ -647,45 +646,26 @@ async def test_bytes_transferred_events(tmp_path: Path) -> None:
 # -- integration: skopeo and oci-image-tool --------------------------------------------------------
 
 
-def _require_tool(name: str) -> str:
-    """The tool's path; FAIL when it is missing under CI, skip with the reason otherwise."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package: see scripts/install-deps.sh)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI requires it")
-        pytest.skip(message)
-    return path
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run(args, capture_output=True, timeout=120, check=False)
-    assert result.returncode == 0, f"{args} failed: {result.stderr.decode(errors='replace')}"
-    return result
-
-
-def _skopeo(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return _run(_require_tool("skopeo"), "--insecure-policy", *args)
-
-
 @pytest.mark.integration
+@pytest.mark.tools("skopeo")
 async def test_skopeo_reads_the_same_bytes(tmp_path: Path) -> None:
     image = make_image()
     await put_image(LayoutRepository(tmp_path / "src"), image, "v1")
-    raw = await asyncio.to_thread(_skopeo, "inspect", "--raw", f"oci:{tmp_path / 'src'}:v1")
+    raw = await asyncio.to_thread(skopeo, "inspect", "--raw", f"oci:{tmp_path / 'src'}:v1")
     assert raw.stdout == image.index
     child = await asyncio.to_thread(
-        _skopeo, "inspect", "--raw", "--override-arch", "arm64", f"oci:{tmp_path / 'src'}:v1"
+        skopeo, "inspect", "--raw", "--override-arch", "arm64", f"oci:{tmp_path / 'src'}:v1"
     )
     assert child.stdout == image.index  # --raw never resolves the index
 
 
 @pytest.mark.integration
+@pytest.mark.tools("skopeo")
 async def test_skopeo_copies_our_layout_and_we_read_its_layout(tmp_path: Path) -> None:
     image = make_image()
     await put_image(LayoutRepository(tmp_path / "src"), image, "v1")
     await asyncio.to_thread(
-        _skopeo, "copy", "--all", f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'dst'}:copied"
+        skopeo, "copy", "--all", f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'dst'}:copied"
     )
     theirs = LayoutRepository(tmp_path / "dst")
     assert await theirs.tags_list() == ["copied"]
@@ -701,12 +681,13 @@ async def test_skopeo_copies_our_layout_and_we_read_its_layout(tmp_path: Path) -
 
 
 @pytest.mark.integration
+@pytest.mark.tools("skopeo")
 async def test_we_read_and_extend_a_single_image_layout_skopeo_wrote(tmp_path: Path) -> None:
     image = make_image()
     await put_image(LayoutRepository(tmp_path / "src"), image, "v1")
     platform = ("--override-os", "linux", "--override-arch", "arm64")
     await asyncio.to_thread(
-        _skopeo, "copy", *platform, f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'dst'}:one"
+        skopeo, "copy", *platform, f"oci:{tmp_path / 'src'}:v1", f"oci:{tmp_path / 'dst'}:one"
     )
     theirs = LayoutRepository(tmp_path / "dst")
     assert await theirs.tags_list() == ["one"]
@@ -718,30 +699,31 @@ async def test_we_read_and_extend_a_single_image_layout_skopeo_wrote(tmp_path: P
     assert (head.digest, head.media_type) == (Digest.of(image.manifests[1]), OCI_MANIFEST)
     # Our write into skopeo's layout (its index.json has no mediaType) stays readable by skopeo.
     await theirs.manifest_put("again", image.manifests[1], OCI_MANIFEST)
-    raw = await asyncio.to_thread(_skopeo, "inspect", "--raw", f"oci:{tmp_path / 'dst'}:again")
+    raw = await asyncio.to_thread(skopeo, "inspect", "--raw", f"oci:{tmp_path / 'dst'}:again")
     assert raw.stdout == image.manifests[1]
     assert await theirs.tags_list() == ["one", "again"]
 
 
 @pytest.mark.integration
+@pytest.mark.tools("skopeo")
 async def test_skopeo_adds_to_our_layout_and_keeps_our_tags(tmp_path: Path) -> None:
     ours = LayoutRepository(tmp_path / "l")
     first, second = make_image(), make_image((("linux", "ppc64le"),))
     await put_image(ours, first, "ours")
     await put_image(LayoutRepository(tmp_path / "other"), second, "x")
     await asyncio.to_thread(
-        _skopeo, "copy", "--all", f"oci:{tmp_path / 'other'}:x", f"oci:{tmp_path / 'l'}:theirs"
+        skopeo, "copy", "--all", f"oci:{tmp_path / 'other'}:x", f"oci:{tmp_path / 'l'}:theirs"
     )
     assert sorted(await ours.tags_list()) == ["ours", "theirs"]
     assert (await ours.manifest_get("theirs")).digest == second.index_digest
     await ours.manifest_put("ours", second.index, OCI_INDEX)
-    raw = await asyncio.to_thread(_skopeo, "inspect", "--raw", f"oci:{tmp_path / 'l'}:ours")
+    raw = await asyncio.to_thread(skopeo, "inspect", "--raw", f"oci:{tmp_path / 'l'}:ours")
     assert raw.stdout == second.index
 
 
 @pytest.mark.integration
+@pytest.mark.tools("oci-image-tool")
 async def test_oci_image_tool_validates_our_layout(tmp_path: Path) -> None:
-    tool = _require_tool("oci-image-tool")
     # oci-image-tool 1.0.0-rc1 has no `--type imageLayout` ("unimplemented"): `--type image` on a
     # directory autodetects an image layout. It checks the layout files and every blob's digest
     # but cannot follow an index ("unknown media type" warning), so a single-manifest tag is
@@ -752,17 +734,9 @@ async def test_oci_image_tool_validates_our_layout(tmp_path: Path) -> None:
     await put_image(repo, image, "multi")
     await repo.manifest_put("single", image.manifests[0], OCI_MANIFEST)
     for tag in ("multi", "single"):
-        await asyncio.to_thread(
-            _run, tool, "validate", "--type", "image", "--ref", f"name={tag}", str(layout)
-        )
+        await asyncio.to_thread(oci_image_tool_validate, layout, tag)
     # The control: the tool does reject a layout with a corrupt layer.
     layer = next(d for d, data in image.blobs.items() if data[:2] == b"\x1f\x8b")
-    (layout / "blobs" / "sha256" / layer.encoded).write_bytes(b"corrupt")
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [tool, "validate", "--type", "image", "--ref", "name=single", str(layout)],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode != 0
+    await asyncio.to_thread((layout / "blobs" / "sha256" / layer.encoded).write_bytes, b"corrupt")
+    with pytest.raises(ToolError):
+        await asyncio.to_thread(oci_image_tool_validate, layout, "single")
