@@ -99,7 +99,8 @@ class LayoutRepository:
     stored as given (digests are preserved; conversion is the engine's job). ``tags_list`` returns the
     ref names of ``index.json`` that are valid tags. ``manifest_delete`` removes ``index.json`` entries
     (by tag, or every entry of a digest) and keeps the blob. There is nothing to mount from and no
-    referrers API. Every error raised is a :class:`RegistryError`.
+    referrers API. Every error raised is a :class:`RegistryError`. Blob bytes read and written are
+    reported as ``BytesTransferred(registry="oci")`` (manifests are not counted, as over HTTP).
     """
 
     def __init__(self, path: Path, *, events: EventBus | None = None) -> None:
@@ -154,9 +155,7 @@ class LayoutRepository:
         if found is None:
             raise self._error(NotFound, f"manifest {reference} not found", reference)
         digest, media_type, size = found
-        manifest = await self._read_manifest(reference, digest, media_type, size)
-        self._emit("pulled", manifest.size)
-        return manifest
+        return await self._read_manifest(reference, digest, media_type, size)
 
     async def manifest_put(self, reference: str, raw: bytes, media_type: str) -> Digest:
         """Store ``raw`` as a blob and, for a tag, point the tag's index.json entry at it.
@@ -174,7 +173,6 @@ class LayoutRepository:
         await self._ensure_layout()
         path = await self._io(self._blob_path, digest)
         await self._io(_write_file_atomic, path, raw)
-        self._emit("pushed", len(raw))
         if tag is not None:
             entry = _index_entry(manifest, tag)
             await self._update_index(lambda entries: _with_tag_entry(entries, entry, tag))
