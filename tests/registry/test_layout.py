@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from mirrord.copy import CopyEngine, CopyRequest, Target
 from mirrord.events import BytesTransferred, Event, EventBus
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci.errors import InvalidReference
@@ -29,8 +30,10 @@ from mirrord.registry.errors import (
     RegistryError,
     RequestRejected,
 )
+from mirrord.registry.hub import Registries
 from mirrord.registry.layout import REF_NAME_ANNOTATION, LayoutRepository, parse_layout_reference
-from tests.testbed.tools import ToolError, oci_image_tool_validate, skopeo
+from tests.testbed.registry import RegistryServer
+from tests.testbed.tools import ToolError, oci_image_tool_validate, skopeo, skopeo_inspect_raw
 
 # -- building a small image ------------------------------------------------------------------------
 
@@ -740,3 +743,33 @@ async def test_oci_image_tool_validates_our_layout(tmp_path: Path) -> None:
     await asyncio.to_thread((layout / "blobs" / "sha256" / layer.encoded).write_bytes, b"corrupt")
     with pytest.raises(ToolError):
         await asyncio.to_thread(oci_image_tool_validate, layout, "single")
+
+
+@pytest.mark.integration
+@pytest.mark.tools("skopeo", "oci-image-tool")
+async def test_engine_round_trip_layout_registry_layout(
+    plain_registry: RegistryServer, unique_repo: str, tmp_path: Path
+) -> None:
+    """Layout -> real registry -> layout through the copy engine: bytes and digests survive, the
+    result validates and skopeo copies it, and a second pass finds it unchanged."""
+    image = make_image()
+    source = LayoutRepository(tmp_path / "src")
+    await put_image(source, image, "v1")
+    async with Registries({plain_registry.host: plain_registry.settings()}) as hub:
+        remote = hub.open(plain_registry.ref(unique_repo))[0]
+        back = LayoutRepository(tmp_path / "back")
+        engine = CopyEngine()
+        up = await engine.copy(CopyRequest(source=source, reference="v1", targets=(Target(remote, "v1"),)))
+        assert up.outcome == "copied", up.error
+        down = await engine.copy(CopyRequest(source=remote, reference="v1", targets=(Target(back, "v1"),)))
+        assert down.outcome == "copied", down.error
+        again = await engine.copy(CopyRequest(source=remote, reference="v1", targets=(Target(back, "v1"),)))
+        assert again.outcome == "unchanged", again.error
+    assert await asyncio.to_thread(skopeo_inspect_raw, plain_registry, f"{unique_repo}:v1") == image.index
+    assert (await back.manifest_get("v1")).raw == image.index
+    assert sorted(await back.tags_list()) == ["v1"]
+    await asyncio.to_thread(oci_image_tool_validate, tmp_path / "back", "v1")
+    await asyncio.to_thread(
+        skopeo, "copy", "--all", f"oci:{tmp_path / 'back'}:v1", f"oci:{tmp_path / 'again'}:v1"
+    )
+    assert (await LayoutRepository(tmp_path / "again").manifest_get("v1")).digest == image.index_digest
