@@ -31,11 +31,12 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 def _registry(settings: RegistrySettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tls = settings.tls
-    if not tls.enabled:
-        out["tls"] = False
+    paths = {"ca_file": tls.ca_file, "client_cert": tls.client_cert, "client_key": tls.client_key}
+    options = {k: v for k, v in paths.items() if v is not None}
+    if not tls.enabled or (tls.verify and not options):
+        out["tls"] = tls.enabled
     else:
-        paths = {"ca_file": tls.ca_file, "client_cert": tls.client_cert, "client_key": tls.client_key}
-        out["tls"] = {"verify": tls.verify, **{k: v for k, v in paths.items() if v is not None}}
+        out["tls"] = {"verify": tls.verify, **options}
     auth = settings.auth
     masked = MASK if auth.password is not None else None
     fields = {

@@ -774,3 +774,37 @@ def test_plan_is_frozen() -> None:
     with pytest.raises(TypeError):
         plan.registries["x"] = RegistrySettings("x")  # type: ignore[index]
     assert re.fullmatch(r"Plan\(path='mirrord.yaml', .*\)", repr(plan), re.S)
+
+
+def test_example_config_round_trips() -> None:
+    plan = load_plan(REPO / "config" / "mirrord.yaml")
+    assert parse_plan(yaml.safe_dump(plan_to_dict(plan)), plan.path) == plan
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("30m", 1800),
+        ("6h", 21600),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        ("1d2h3m4s", 93784),
+        ("500ms", 0.5),
+        ("1.5h", 5400),
+        ("90", 90),
+        ("2.5", 2.5),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    plan = plan_of(f"version: 1\nsync: [{{source: a.io/b, target: c.io/d, interval: {text}}}]\n")
+    assert plan.entries[0].interval == seconds
+    printed = plan_to_dict(plan)["sync"][0]["interval"]
+    again = plan_of(f"version: 1\nsync: [{{source: a.io/b, target: c.io/d, interval: '{printed}'}}]\n")
+    assert again.entries[0].interval == seconds
+
+
+@pytest.mark.parametrize("text", ["6 h", "h", "1h 30m", "-5", "30x", "1:30", "1h30", "'  '"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(PlanError, match=r"^mirrord\.yaml:1: sync\[0\]\.interval: .* is not a duration"):
+        plan_of(f"sync: [{{source: a.io/b, target: c.io/d, interval: {text}}}]\nversion: 1\n")
