@@ -328,7 +328,7 @@ async def _put_chunked(
     headers = {"Content-Length": str(len(buffer)), "Content-Type": OCTET_STREAM}
     await repo.client.fetch(
         "PUT", with_digest(location, digest), scopes=repo.push_scopes, headers=headers, data=bytes(buffer),
-        ok=(201, 204), repository=repo.name, reference=str(digest),
+        ok=(201, 204), retry=False, repository=repo.name, reference=str(digest),
     )  # fmt: skip
 
 

@@ -271,11 +271,13 @@ class RegistryClient:
         data: bytes | None = None,
         ok: Collection[int] = (200,),
         limit: int = MAX_ERROR_BODY,
+        retry: bool = True,
         repository: str | None = None,
         reference: str | None = None,
     ) -> Fetched:
         """A request whose whole response is read (at most ``limit`` bytes, else ProtocolError),
-        retried as a unit: a connection breaking mid-body is retried like one breaking before."""
+        retried as a unit: a connection breaking mid-body is retried like one breaking before.
+        ``retry`` False for steps that must not be repeated (the last PUT of a chunked upload)."""
         context = {"repository": repository, "reference": reference}
 
         async def attempt() -> Fetched:
@@ -287,7 +289,7 @@ class RegistryClient:
                 links = tuple(response.headers.getall("Link", ()))
                 return Fetched(response.status, CIMultiDict(response.headers), body, links)
 
-        return await self.with_retries(attempt)
+        return await self.with_retries(attempt) if retry else await attempt()
 
     async def _read_whole(
         self, response: aiohttp.ClientResponse, limit: int, context: Mapping[str, str | None]
@@ -354,6 +356,8 @@ class RegistryClient:
         stream: bool,
         context: Mapping[str, str | None],
     ) -> aiohttp.ClientResponse:
+        # A streamed body (an iterator) is spent: it cannot be sent again with new auth.
+        resendable = data is None or isinstance(data, bytes | bytearray)
         for authorizing in (False, True):
             async with contextlib.AsyncExitStack() as inner:
                 try:
@@ -367,23 +371,24 @@ class RegistryClient:
                 if response.status in ok:
                     stack.push_async_exit(inner.pop_all())
                     return response
-                body = await read_bounded(response, MAX_ERROR_BODY)
-                # A streamed body (an iterator) is spent: it cannot be sent again with new auth.
-                resendable = data is None or isinstance(data, bytes | bytearray)
-                if (
-                    response.status == 401
-                    and resendable
-                    and not authorizing
-                    and await self._challenged(response, sent)
-                ):
-                    continue
-                raise error_from_response(
-                    response.status, body, response.headers, registry=self.host, method=method, **context
-                )
+                status, answer = response.status, CIMultiDict(response.headers)
+                body = await self._error_body(response)
+            # The refused response is released before asking for a challenge or a token, so this
+            # request never holds one of the registry's slots while waiting for another.
+            if status == 401 and resendable and not authorizing and await self._challenged(answer, sent):
+                continue
+            raise error_from_response(status, body, answer, registry=self.host, method=method, **context)
         raise AssertionError("unreachable")
 
-    async def _challenged(self, response: aiohttp.ClientResponse, sent: str | None) -> bool:
-        challenges = parse_www_authenticate(response.headers.get("WWW-Authenticate", ""))
+    @staticmethod
+    async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await read_bounded(response, MAX_ERROR_BODY)
+        except NETWORK_ERRORS:
+            return b""  # the status alone still says what happened
+
+    async def _challenged(self, headers: Mapping[str, str], sent: str | None) -> bool:
+        challenges = parse_www_authenticate(headers.get("WWW-Authenticate", ""))
         if not challenges:
             challenges = await self._probe_challenge()
         return self.auth.challenged(challenges, sent)

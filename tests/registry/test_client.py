@@ -471,3 +471,23 @@ async def test_connection_refused_is_a_transport_error(transport: Transport) -> 
 
 def test_blob_digest_helper_is_sha256() -> None:
     assert str(Digest.of(b"x")) == "sha256:" + hashlib.sha256(b"x").hexdigest()
+
+
+async def test_one_connection_slot_is_enough_for_the_token_dance(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    # The 401 is released before the /v2/ probe and the token fetch, which need the same slot.
+    fake.auth, fake.challenge_on_v2_only = "bearer", True
+    fake.tags["lib/app"] = ["a"]
+    repo = repo_of(fake, transport, max_connections=1)
+    async with asyncio.timeout(5):
+        assert await asyncio.gather(repo.tags_list(), repo.tags_list()) == [["a"], ["a"]]
+
+
+async def test_requests_per_second_paces_requests(fake: FakeRegistry, transport: Transport) -> None:
+    fake.tags["lib/app"] = ["a"]
+    repo = repo_of(fake, transport, requests_per_second=20)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.gather(*(repo.tags_list() for _ in range(30)))
+    assert loop.time() - started >= 0.45  # 30 requests at 20/s: at least one extra period
