@@ -52,11 +52,11 @@ def parse_defaults(section: Value | None) -> Defaults:
         return Defaults({}, None)
     raw = section.mapping(DEFAULTS_KEYS)
     prefix = raw.pop("target_prefix", None)
-    parsed = _parse_shared(raw, section)
+    parsed = _parse_shared(raw)
     return Defaults(parsed, Parsed(f.parse_prefix(prefix), prefix) if prefix is not None else None)
 
 
-def _parse_shared(raw: dict[str, Value], where: Value) -> dict[str, Parsed]:
+def _parse_shared(raw: dict[str, Value]) -> dict[str, Parsed]:
     if "target" in raw and "targets" in raw:
         raise raw["targets"].error("give target: or targets:, not both")
     parsed = {name: Parsed(SHARED_FIELDS[name](value), value) for name, value in raw.items()}
@@ -90,7 +90,7 @@ def _entry(item: Value, defaults: Defaults) -> tuple[Entry, Value]:
     source_value = raw.pop("source")
     source = f.parse_source(source_value)
     name_value = raw.pop("name", None)
-    own = _parse_shared(raw, item)
+    own = _parse_shared(raw)
     merged = {**defaults.fields, **own}
     if source.pinned:
         _drop_for_pinned(merged, own)
