@@ -10,6 +10,7 @@ so the host's ``/etc/containers`` and ``~/.docker`` never change what a test see
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,9 +18,11 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from mirrord.sample import SampleImage
 
 if TYPE_CHECKING:
     from tests.testbed.registry import RegistryServer
@@ -37,6 +40,7 @@ TOOL_PACKAGES: dict[str, str] = {
 #: Seconds any single tool invocation may take before the test fails.
 TOOL_TIMEOUT = 120.0
 
+REF_NAME = "org.opencontainers.image.ref.name"
 _CREDS_FLAG = re.compile(r"^--(?:src-|dest-)?creds$")
 
 
@@ -168,3 +172,31 @@ def promtool_check_metrics(text: str) -> str:
     exe = require_tool("promtool")
     result = _run([exe, "check", "metrics"], input=text.encode())
     return (result.stdout + result.stderr).decode(errors="replace")
+
+
+def write_sample_layout(image: SampleImage, layout_dir: Path, tag: str = "latest") -> Path:
+    """Write ``image`` as an OCI image layout (``oci:DIR:TAG`` for skopeo); returns ``layout_dir``.
+
+    Blobs and every manifest go under ``blobs/sha256``; ``index.json`` names the root with ``tag``
+    (``org.opencontainers.image.ref.name``). Other tags already in the layout are kept.
+    """
+    blobs = layout_dir / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (layout_dir / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    for digest, data in image.blobs.items():
+        (blobs / digest.encoded).write_bytes(data)
+    for manifest in image.manifests:
+        (blobs / manifest.digest.encoded).write_bytes(manifest.raw)
+    index_file = layout_dir / "index.json"
+    index: dict[str, Any] = {"schemaVersion": 2, "manifests": []}
+    if index_file.exists():
+        index = json.loads(index_file.read_text())
+    entries = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != tag]
+    root = image.root
+    entries.append(
+        {"mediaType": root.media_type, "digest": str(root.digest), "size": root.size,
+         "annotations": {REF_NAME: tag}}
+    )  # fmt: skip
+    index["manifests"] = entries
+    index_file.write_text(json.dumps(index))
+    return layout_dir
