@@ -22,7 +22,8 @@ import aiohttp
 from yarl import URL
 
 DEFAULT_CONCURRENCY = 8
-READ_CHUNK = 1 << 20
+READ_CHUNK = 256 << 10
+QUEUE_CHUNKS = 8
 
 
 class FloorError(Exception):
@@ -41,16 +42,26 @@ async def copy_blob(
             if started.status != 202:
                 raise FloorError(f"POST upload {repo}: {started.status}")
             location = URL(f"http://{dst}").join(URL(started.headers["Location"]))
+        # A reader task and the PUT body meet in a small queue, so reading the source overlaps writing
+        # the target (one coroutine alternating both would leave each side idle half the time).
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_CHUNKS)
+
+        async def pump() -> None:
+            async for chunk in got.content.iter_chunked(READ_CHUNK):
+                await queue.put(chunk)
+            await queue.put(None)
 
         async def body() -> AsyncIterator[bytes]:
-            async for chunk in got.content.iter_chunked(READ_CHUNK):
+            while (chunk := await queue.get()) is not None:
                 yield chunk
 
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
-        async with session.put(location.update_query(digest=digest), data=body(), headers=headers) as put:
-            await put.read()
-            if put.status != 201:
-                raise FloorError(f"PUT {repo}@{digest}: {put.status}")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(pump())
+            async with session.put(location.update_query(digest=digest), data=body(), headers=headers) as put:
+                await put.read()
+                if put.status != 201:
+                    raise FloorError(f"PUT {repo}@{digest}: {put.status}")
 
 
 async def copy_all(src: str, dst: str, blobs: Sequence[tuple[str, int, str]], concurrency: int) -> int:

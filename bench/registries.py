@@ -69,6 +69,14 @@ class Registry:
             f.seek(offset)
             return parse_access_log(f.read().decode(errors="replace").splitlines())
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + sys) the registry process has used so far; compare two readings."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stored_blob_bytes(self) -> int:
         """Bytes of blob data held in storage (each distinct blob once, as the registry stores it)."""
         root = self.storage / "docker" / "registry" / "v2" / "blobs"

@@ -52,7 +52,8 @@ def _num(x: float) -> str:
 
 HEADER = (
     f"{'run':<22} {'wall s':>7} {'CPU s':>7} {'RSS MB':>7} {'src req':>8} {'src GET blob':>12} "
-    f"{'src HEAD/GET man':>16} {'tgt req':>8} {'src MB read':>11} {'tgt MB stored':>13}  check"
+    f"{'src HEAD/GET man':>16} {'tgt req':>8} {'src MB read':>11} {'tgt MB stored':>13} {'reg CPU s':>9}"
+    "  check"
 )
 
 
@@ -66,7 +67,7 @@ def run_row(m: Measurement) -> str:
     return (
         f"{m.name:<22} {p.wall_s:>7.2f} {p.cpu_s:>7.2f} {p.peak_rss / MB:>7.1f} {s.total:>8} "
         f"{s.get('GET blob'):>12} {manifests:>16} {tgt_req:>8} {s.blob_bytes_sent / MB:>11.1f} "
-        f"{stored:>13}  {status}"
+        f"{stored:>13} {sum(m.registry_cpu):>9.2f}  {status}"
     )
 
 

@@ -39,6 +39,8 @@ class Measurement:
     targets: list[RequestStats]
     stored: list[int]
     check: str = "n/a"
+    #: CPU seconds the source and each target registry spent during the run (they share the cores).
+    registry_cpu: list[float] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -49,6 +51,7 @@ class Measurement:
             "target_requests": [t.to_json() for t in self.targets],
             "target_stored_bytes": self.stored,
             "check": self.check,
+            "registry_cpu_s": [round(c, 2) for c in self.registry_cpu],
         }
 
 
@@ -122,14 +125,18 @@ class Bench:
         self, name: str, argv: Sequence[str], source: Registry, targets: Sequence[Registry]
     ) -> Measurement:
         """Run ``argv`` as a child process and collect what the registries saw during it."""
-        marks = [r.mark() for r in (source, *targets)]
+        regs = (source, *targets)
+        marks = [r.mark() for r in regs]
+        cpu = [r.cpu_seconds() for r in regs]
         env = dict(os.environ, PYTHONPATH=str(tools.ROOT))
         print(f"  {name} ...", end="", flush=True)
         proc = run_measured(argv, self.logs / f"{name}.log", env=env)
-        stats = [r.requests_since(m) for r, m in zip((source, *targets), marks, strict=True)]
+        stats = [r.requests_since(m) for r, m in zip(regs, marks, strict=True)]
+        cpu = [r.cpu_seconds() - c for r, c in zip(regs, cpu, strict=True)]
         status = "" if proc.exit_code == 0 else f" (exit {proc.exit_code}, see {proc.log})"
         print(f" {proc.wall_s:.2f} s{status}", flush=True)
-        return Measurement(name, proc, stats[0], stats[1:], [t.stored_blob_bytes() for t in targets])
+        stored = [t.stored_blob_bytes() for t in targets]
+        return Measurement(name, proc, stats[0], stats[1:], stored, registry_cpu=cpu)
 
     def check(
         self, m: Measurement, corpus: Corpus, repos: Sequence[str], targets: Sequence[Registry], rename: Any
