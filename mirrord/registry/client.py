@@ -49,6 +49,8 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
 #: How much of an error body we read (error JSON is small; a misbehaving proxy's page is not).
 MAX_ERROR_BODY = 64 * 1024
+#: Token endpoint answers are small JSON (a JWT of a few KiB).
+MAX_TOKEN_BODY = 1024 * 1024
 
 _NOT_FOUND_CODES = frozenset({"MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_UNKNOWN", "BLOB_UPLOAD_UNKNOWN"})
 _AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
@@ -229,14 +231,20 @@ class RegistryClient:
         async with self.transport.send(
             self.settings, "GET", url, headers=headers, tls=self._tls_for(url)
         ) as resp:
-            body = await read_bounded(resp, MAX_ERROR_BODY)
+            try:
+                body = await read_bounded(resp, MAX_TOKEN_BODY)
+            except NETWORK_ERRORS as exc:
+                text = f"{self.host}: token endpoint: {describe_network_error(exc)}"
+                raise TransportError(text, registry=self.host) from exc
             if resp.status == 200:
                 return body
             error = error_from_response(
                 resp.status, body, resp.headers, registry=self.host, method="token GET"
             )
         if isinstance(error, AuthError):
-            raise AuthError(f"{self.host}: the token endpoint refused the credentials (HTTP {error.status})")
+            # Said plainly: the usual cause is a wrong password, and the body may echo request details.
+            text = f"{self.host}: the token endpoint refused the credentials (HTTP {error.status})"
+            raise AuthError(text, registry=self.host, status=error.status)
         raise error
 
     async def _probe_challenge(self) -> list[Any]:
