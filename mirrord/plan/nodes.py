@@ -36,14 +36,22 @@ def compose(text: str, path: str) -> Value | None:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         # Only the problem and its line: str(exc) quotes a snippet of the line, which may hold a secret.
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise PlanError(path, mark.line + 1 if mark else None, "", f"invalid YAML: {problem}") from None
+        raise PlanError(path, *_describe(exc)) from None
     except yaml.YAMLError as exc:
         raise PlanError(path, None, "", f"invalid YAML: {type(exc).__name__}") from None
     if node is None:
         return None
     return Value(node, "", path)
+
+
+def _describe(exc: yaml.MarkedYAMLError) -> tuple[int | None, str, str]:
+    """(line, key, message) of a YAML error: the problem's line, the context's line in the message."""
+    mark = exc.problem_mark or exc.context_mark
+    message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
+    if exc.problem and exc.context:
+        where = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+        message += f" ({exc.context}{where})"
+    return (mark.line + 1 if mark else None), "", message
 
 
 def _kind(node: yaml.Node) -> str:

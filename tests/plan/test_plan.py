@@ -304,13 +304,24 @@ def test_entry_lookup() -> None:
 ERROR_CASES = [
     pytest.param(
         "version: 1\nsync:\n  - source: [a\n",
-        "mirrord.yaml:4: invalid YAML: expected ',' or ']', but got '<stream end>'",
+        "mirrord.yaml:4: invalid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence at line 3)",
         id="yaml syntax",
     ),
     pytest.param(
         "version: 1\nsync: []\n\tserver: {}\n",
-        "mirrord.yaml:3: invalid YAML: found character '\\t' that cannot start any token",
+        "mirrord.yaml:3: invalid YAML: found character '\\t' that cannot start any token "
+        "(while scanning for the next token)",
         id="yaml tab",
+    ),
+    pytest.param(
+        "version: 1\n---\nversion: 1\n",
+        "mirrord.yaml:2: invalid YAML: but found another document "
+        "(expected a single document in the stream at line 1)",
+        id="two documents",
+    ),
+    pytest.param(
+        "version: 1\nsync: *nope\n", "mirrord.yaml:2: invalid YAML: found undefined alias 'nope'", id="alias"
     ),
     pytest.param("", "mirrord.yaml: the plan is empty (it needs at least 'version: 1')", id="empty"),
     pytest.param("- 1\n", "mirrord.yaml:1: expected a mapping, got a list", id="root not a mapping"),
