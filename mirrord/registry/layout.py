@@ -25,7 +25,7 @@ import os
 import tempfile
 import threading
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -508,8 +508,10 @@ class _FileBlobStream:
 class _AtomicWriter:
     """A temporary file next to the final path: written, fsynced and renamed, or removed.
 
-    A threading lock guards the file: ``abort`` may run on the event loop while a cancelled write
-    still runs in its worker thread, and must not close the file under it.
+    ``write`` and ``commit`` run in worker threads; ``abort`` runs on the event loop, possibly while
+    a cancelled ``write`` or ``commit`` is still running in its thread. ``abort`` therefore never
+    waits: it unlinks the temporary file at once (POSIX keeps the open file usable) and closes the
+    file only if no operation holds it; otherwise that operation closes it when it ends.
     """
 
     def __init__(self, path: Path, temp: Path, file: BinaryIO) -> None:
@@ -517,6 +519,7 @@ class _AtomicWriter:
         self._temp = temp
         self._file = file
         self._lock = threading.Lock()
+        self._aborted = False
 
     @classmethod
     def create(cls, path: Path) -> _AtomicWriter:
@@ -525,15 +528,15 @@ class _AtomicWriter:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name[:16]}.", suffix=".tmp", dir=path.parent)
         return cls(path, Path(temp), os.fdopen(fd, "wb"))
 
-    def write(self, chunks: list[bytes]) -> None:
-        """Append ``chunks``."""
-        with self._lock:
+    def write(self, chunks: Iterable[bytes]) -> None:
+        """Append ``chunks`` (nothing once aborted)."""
+        with self._exclusive():
             for chunk in chunks:
                 self._file.write(chunk)
 
     def commit(self) -> None:
         """fsync, then rename over the final path, then fsync the directory (durable rename)."""
-        with self._lock:
+        with self._exclusive():
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
@@ -542,11 +545,29 @@ class _AtomicWriter:
         _fsync_directory(self._path.parent)
 
     def abort(self) -> None:
-        """Close and remove the temporary file (idempotent; quick, so it may run on the loop)."""
-        with self._lock:
-            self._file.close()
-            with contextlib.suppress(FileNotFoundError):
-                self._temp.unlink()
+        """Remove the temporary file and close it, without blocking (idempotent)."""
+        self._aborted = True
+        with contextlib.suppress(FileNotFoundError):
+            self._temp.unlink()
+        if self._lock.acquire(blocking=False):
+            try:
+                self._file.close()
+            finally:
+                self._lock.release()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        try:
+            with self._lock:
+                if self._aborted:
+                    raise OSError(f"write to {self._temp} was aborted")
+                yield
+        finally:
+            # abort() may have run while we held the lock and left the closing to us. It sets the
+            # flag before trying the lock, so one of the two always sees the other and closes.
+            if self._aborted:
+                with self._lock:
+                    self._file.close()
 
 
 def _write_file_atomic(path: Path, data: bytes) -> None:

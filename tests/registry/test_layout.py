@@ -11,7 +11,9 @@ import json
 import os
 import sys
 import tarfile
-from collections.abc import AsyncIterator, Iterable
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,12 @@ from mirrord.registry.errors import (
     RequestRejected,
 )
 from mirrord.registry.hub import Registries
-from mirrord.registry.layout import REF_NAME_ANNOTATION, LayoutRepository, parse_layout_reference
+from mirrord.registry.layout import (
+    REF_NAME_ANNOTATION,
+    LayoutRepository,
+    _AtomicWriter,
+    parse_layout_reference,
+)
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import ToolError, oci_image_tool_validate, skopeo, skopeo_inspect_raw
 
@@ -262,6 +269,31 @@ async def test_cancelled_put_leaves_nothing(tmp_path: Path) -> None:
         await task
     assert temp_files(tmp_path) == []
     assert await repo.blob_head(Digest.of(b"y")) is None
+
+
+def test_abort_never_waits_for_a_write_in_flight(tmp_path: Path) -> None:
+    writer = _AtomicWriter.create(tmp_path / "blob")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_chunks() -> Iterator[bytes]:
+        yield b"first"
+        inside.set()
+        release.wait(10)
+        yield b"second"
+
+    thread = threading.Thread(target=writer.write, args=(slow_chunks(),))
+    thread.start()
+    assert inside.wait(10)
+    started = time.monotonic()
+    writer.abort()  # on the event loop in real use: must return while the write holds the file
+    assert time.monotonic() - started < 2  # (blocking would wait out release.wait's 10 s)
+    assert temp_files(tmp_path) == []
+    release.set()
+    thread.join(10)
+    with pytest.raises(OSError, match="aborted"):
+        writer.write([b"more"])
+    assert not (tmp_path / "blob").exists()
+    assert temp_files(tmp_path) == []
 
 
 @pytest.mark.parametrize(
