@@ -242,6 +242,7 @@ class RegistryClient:
                 resp.status, body, resp.headers, registry=self.host, method="token GET"
             )
         if isinstance(error, AuthError):
+            self._credentials = None  # re-read at the next use: the secret may have been rotated
             # Said plainly: the usual cause is a wrong password, and the body may echo request details.
             text = f"{self.host}: the token endpoint refused the credentials (HTTP {error.status})"
             raise AuthError(text, registry=self.host, status=error.status)
@@ -381,6 +382,8 @@ class RegistryClient:
                     return response
                 status, answer = response.status, CIMultiDict(response.headers)
                 body = await self._error_body(response)
+            if status == 401 and sent is not None and sent.startswith("Basic "):
+                self._credentials = None  # refused: re-read at the next use (a rotated secret)
             # The refused response is released before asking for a challenge or a token, so this
             # request never holds one of the registry's slots while waiting for another.
             if status == 401 and resendable and not authorizing and await self._challenged(answer, sent):

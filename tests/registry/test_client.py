@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -491,3 +492,20 @@ async def test_requests_per_second_paces_requests(fake: FakeRegistry, transport:
     started = loop.time()
     await asyncio.gather(*(repo.tags_list() for _ in range(30)))
     assert loop.time() - started >= 0.45  # 30 requests at 20/s: at least one extra period
+
+
+@pytest.mark.parametrize("mode", ["basic", "bearer"])
+async def test_refused_credentials_are_read_again_at_next_use(
+    fake: FakeRegistry, transport: Transport, tmp_path: Path, mode: str
+) -> None:
+    from mirrord.registry.settings import CredentialSpec
+
+    fake.auth = mode
+    fake.tags["lib/app"] = ["a"]
+    secret = tmp_path / "password"
+    secret.write_text("old-password\n")
+    repo = repo_of(fake, transport, auth=CredentialSpec(username="alice", password_file=str(secret)))
+    with pytest.raises(AuthError):
+        await repo.tags_list()
+    secret.write_text(fake.password + "\n")  # rotated
+    assert await repo.tags_list() == ["a"]
