@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -33,7 +34,7 @@ from mirrord.events import BytesTransferred, Direction, EventBus
 from mirrord.oci import AnyManifest, Descriptor, Digest, DigestHasher, ImageIndex, parse_manifest
 from mirrord.oci.errors import InvalidDigest, InvalidManifest, InvalidReference, UnsupportedManifest
 from mirrord.oci.manifest import MAX_MANIFEST_BYTES
-from mirrord.oci.mediatypes import OCI_INDEX, OCI_LAYOUT_VERSION, is_non_distributable
+from mirrord.oci.mediatypes import OCI_INDEX, OCI_LAYOUT_VERSION, OCI_MANIFEST, is_non_distributable
 from mirrord.oci.reference import validate_tag
 from mirrord.registry.base import BlobStream, MountResult, UploadSession
 from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError, RequestRejected
@@ -45,6 +46,7 @@ REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 #: Label of layout directories in events and metrics.
 EVENT_REGISTRY = "oci"
 
+log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _SCHEME = "oci:"
 _READ_CHUNK = 1024 * 1024
@@ -95,12 +97,15 @@ class LayoutRepository:
     """One OCI image layout directory, offering the same API as a registry repository.
 
     Layout specifics: ``manifest_put`` by tag writes the manifest blob then replaces (or adds) the
-    ``index.json`` entry named by that tag; by digest it writes the blob only. Docker media types are
-    stored as given (digests are preserved; conversion is the engine's job). ``tags_list`` returns the
-    ref names of ``index.json`` that are valid tags. ``manifest_delete`` removes ``index.json`` entries
-    (by tag, or every entry of a digest) and keeps the blob. There is nothing to mount from and no
-    referrers API. Every error raised is a :class:`RegistryError`. Blob bytes read and written are
-    reported as ``BytesTransferred(registry="oci")`` (manifests are not counted, as over HTTP).
+    ``index.json`` entry named by that tag; by digest it writes the blob only. ``tags_list`` returns
+    the ref names of ``index.json`` that are valid tags. ``manifest_delete`` removes ``index.json``
+    entries (by tag, or every entry of a digest) and keeps the blob. There is nothing to mount from
+    and no referrers API. Every error raised is a :class:`RegistryError`. Blob bytes read and written
+    are reported as ``BytesTransferred(registry="oci")`` (manifests are not counted, as over HTTP).
+
+    Docker media types are stored as given: digests are preserved and mirrord reads them back, but
+    skopeo and oci-image-tool only find OCI-typed entries, so tagging one logs a warning (once per
+    instance); converting is the engine's job (``format: oci``).
     """
 
     def __init__(self, path: Path, *, events: EventBus | None = None) -> None:
@@ -108,6 +113,7 @@ class LayoutRepository:
         self._root = self._path.resolve()
         self._events = events
         self._ensured = False
+        self._warned = False
 
     @property
     def path(self) -> Path:
@@ -174,6 +180,7 @@ class LayoutRepository:
         path = await self._io(self._blob_path, digest)
         await self._io(_write_file_atomic, path, raw)
         if tag is not None:
+            self._warn_if_not_oci(manifest, tag)
             entry = _index_entry(manifest, tag)
             await self._update_index(lambda entries: _with_tag_entry(entries, entry, tag))
         return digest
@@ -472,6 +479,17 @@ class LayoutRepository:
             raise self._error(NotFound, f"{exc.filename or 'file'} not found") from exc
         except OSError as exc:
             raise self._error(RegistryError, f"{exc.strerror or exc}: {exc.filename or ''}") from exc
+
+    def _warn_if_not_oci(self, manifest: AnyManifest, tag: str) -> None:
+        # Kept byte for byte (digests preserved, mirrord reads it back), but skopeo and other
+        # containers/image tools only look up OCI-typed index.json entries by name.
+        if manifest.media_type not in (OCI_INDEX, OCI_MANIFEST) and not self._warned:
+            self._warned = True
+            log.warning(
+                "docker media type kept in an OCI layout; other tools will not find the tag "
+                "(use format: oci on this target for them)",
+                extra={"fields": {"layout": str(self), "tag": tag, "media_type": manifest.media_type}},
+            )
 
     def _emit(self, direction: Direction, count: int) -> None:
         if self._events is not None and count:
