@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the chosen scenarios; print the tables and write ``results.json``."""
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    # Started in the background by a shell without job control, SIGINT arrives ignored; Ctrl-C (or a
+    # `kill -INT`) must still stop the run and take every registry and child down with it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Bench(args.out, concurrency=args.concurrency, fresh=args.fresh)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.measure import RequestStats
 from bench.scenarios import Measurement, ScenarioResult
 
 MB = 1e6
@@ -81,10 +82,22 @@ def facts_line(facts: dict[str, Any]) -> str:
 
 
 def print_table(runs: Sequence[Measurement], out: Printer) -> None:
-    """The runs as a table."""
+    """The runs as a table, then each run's requests by method and kind (errors in brackets)."""
     out(HEADER)
     for m in runs:
         out(run_row(m))
+    out("requests (method kind: count [answers >= 400]):")
+    for m in runs:
+        sides = [("source", m.source)] + [(f"target{i + 1}", t) for i, t in enumerate(m.targets)]
+        out(f"  {m.name}: " + " | ".join(f"{side} {_counts(stats)}" for side, stats in sides))
+
+
+def _counts(stats: RequestStats) -> str:
+    parts = []
+    for key, n in sorted(stats.counts.items()):
+        errors = stats.errors.get(key, 0)
+        parts.append(f"{key} {n}" + (f" [{errors}]" if errors else ""))
+    return ", ".join(parts) or "none"
 
 
 def _ratio(a: Measurement | None, b: Measurement | None, what: str, limit: float) -> list[Check]:
