@@ -98,8 +98,8 @@ def error_from_response(
 ) -> RegistryError:
     """The error for an unexpected response: class by status, refined by the distribution code.
 
-    401/403 -> AuthError, 404 -> NotFound, 429 -> RateLimited (``retry_after`` from the header),
-    5xx -> ServerError, other 4xx -> by code (UNAUTHORIZED/DENIED -> AuthError, *_UNKNOWN ->
+    401/403 -> AuthError, 404 -> NotFound, 429 -> RateLimited, 5xx -> ServerError (both with
+    ``retry_after`` from the header), other 4xx -> by code (UNAUTHORIZED/DENIED -> AuthError, *_UNKNOWN ->
     NotFound, TOOMANYREQUESTS -> RateLimited) else RequestRejected; anything else ProtocolError.
     The message names the place and the registry's own message, never a header value.
     """
@@ -114,7 +114,7 @@ def error_from_response(
         text += f": {message[:300]}"
     cls = _error_class(status, code)
     error = cls(text, registry=registry, repository=repository, reference=reference, status=status, code=code)
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | ServerError):
         error.retry_after = parse_retry_after(headers.get("Retry-After"))
     return error
 

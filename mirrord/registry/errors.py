@@ -61,9 +61,10 @@ class RateLimited(RegistryError):
 
 
 class ServerError(RegistryError):
-    """5xx from the registry."""
+    """5xx from the registry; ``retry_after`` is the server's hint in seconds (503), if any."""
 
     retryable = True
+    retry_after: float | None = None
 
 
 class RequestRejected(RegistryError):

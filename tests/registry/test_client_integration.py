@@ -2,7 +2,8 @@
 
 Every Repository method, chunked and monolithic pushes, cross-repository mounts, Docker and OCI
 manifests by tag and digest, token caching, a 64 MiB blob streamed both ways in bounded memory,
-and a download resumed after a proxy cut the connection mid-body.
+and faults injected by the testbed's proxy (reset and stalled downloads resume, 5xx are retried,
+flipped bytes are caught).
 """
 
 from __future__ import annotations
@@ -12,23 +13,20 @@ import hashlib
 import os
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from mirrord.events import Event, EventBus, RetryScheduled
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.client import RegistryClient
-from mirrord.registry.errors import AuthError, NotFound, TransportError
+from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, TransportError
 from mirrord.registry.http_repository import HTTPRepository
 from mirrord.registry.retry import RetryPolicy
 from mirrord.registry.settings import CredentialSpec, RegistrySettings, TLSSettings
 from mirrord.registry.transport import Transport
+from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer
 
 from .fakeregistry import dumps
@@ -278,64 +276,72 @@ async def test_64_mib_blob_streams_up_and_down_in_bounded_memory(
     assert download_peak < 16 * MiB, download_peak
 
 
-# -- resume through a proxy that cuts the first blob download -----------------------------------
+# -- faults injected by the testbed's proxy ---------------------------------------------------------
 
 
-@asynccontextmanager
-async def cutting_proxy(upstream: str, cut_after: int) -> AsyncIterator[dict[str, Any]]:
-    """An HTTP proxy to ``upstream`` that closes the first blob GET after ``cut_after`` bytes."""
-    state: dict[str, Any] = {"cuts": 1, "ranges": []}
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        is_blob_get = request.method == "GET" and "/blobs/sha256:" in request.path
-        if is_blob_get:
-            state["ranges"].append(request.headers.get("Range"))
-        async with (
-            aiohttp.ClientSession(auto_decompress=False) as session,
-            session.request(
-                request.method, upstream + request.path_qs, headers=headers,
-                data=await request.read(), allow_redirects=False,
-            ) as upstream_response,
-        ):  # fmt: skip
-            response = web.StreamResponse(status=upstream_response.status)
-            for name, value in upstream_response.headers.items():
-                if name.lower() not in ("transfer-encoding", "connection", "content-encoding"):
-                    response.headers[name] = value
-            await response.prepare(request)
-            sent = 0
-            async for chunk in upstream_response.content.iter_chunked(64 * 1024):
-                if is_blob_get and state["cuts"] and sent + len(chunk) > cut_after:
-                    state["cuts"] -= 1
-                    await response.write(chunk[: cut_after - sent])
-                    assert request.transport is not None
-                    request.transport.close()
-                    return response
-                await response.write(chunk)
-                sent += len(chunk)
-            await response.write_eof()
-            return response
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    state["host"] = f"127.0.0.1:{server.port}"
-    try:
-        yield state
-    finally:
-        await server.close()
+def via(proxy: FaultProxy) -> RegistrySettings:
+    return RegistrySettings(host=proxy.host, tls=TLSSettings(enabled=False))
 
 
-async def test_download_resumes_after_the_connection_is_cut(
+async def test_download_resumes_after_the_connection_is_reset(
     plain_registry: RegistryServer, transport: Transport, unique_repo: str, events: list[Event]
 ) -> None:
     data = os.urandom(3 * MiB)
     digest = await push(repo_at(plain_registry.settings(), transport, unique_repo), data)
-    async with cutting_proxy(plain_registry.url, cut_after=MiB + 17) as proxy:
-        settings = RegistrySettings(host=proxy["host"], tls=TLSSettings(enabled=False))
-        assert await read_all(repo_at(settings, transport, unique_repo), digest) == data
-    assert proxy["ranges"][0] is None
-    assert proxy["ranges"][1] is not None
-    assert proxy["ranges"][1].startswith("bytes=")
+    async with FaultProxy(plain_registry.url) as proxy:
+        reset = proxy.add_fault(
+            "reset", method="GET", path_re=r"/blobs/sha256:", after_bytes=MiB + 17, times=2
+        )
+        assert await read_all(repo_at(via(proxy), transport, unique_repo), digest) == data
+    assert reset.triggered == 2
+    assert proxy.count("GET", "blob") == 3
+    assert [e.reason for e in events if isinstance(e, RetryScheduled)] == ["reset", "reset"]
+
+
+async def test_stalled_download_resumes_after_the_read_timeout(
+    plain_registry: RegistryServer, unique_repo: str, events: list[Event]
+) -> None:
+    bus = EventBus()
+    bus.subscribe(events.append)
+    data = os.urandom(MiB)
+    async with Transport(events=bus, read_timeout=0.3) as transport:
+        digest = await push(repo_at(plain_registry.settings(), transport, unique_repo), data)
+        async with FaultProxy(plain_registry.url) as proxy:
+            proxy.add_fault("slow", method="GET", path_re=r"/blobs/sha256:", after_bytes=1000, delay=3)
+            assert await read_all(repo_at(via(proxy), transport, unique_repo), digest) == data
     assert any(isinstance(e, RetryScheduled) and e.reason == "reset" for e in events)
+
+
+async def test_503_with_retry_after_is_retried(
+    plain_registry: RegistryServer, transport: Transport, unique_repo: str, events: list[Event]
+) -> None:
+    data = os.urandom(1000)
+    digest = await push(repo_at(plain_registry.settings(), transport, unique_repo), data)
+    async with FaultProxy(plain_registry.url) as proxy:
+        proxy.add_fault("status", path_re=r"/blobs/sha256:", status=503, retry_after=30, times=2)
+        # Retry-After is honoured, capped by the policy (here low, to keep the test fast).
+        policy = dataclasses.replace(FAST, retry_after_cap=0.05)
+        repo = RegistryClient(via(proxy), transport, retry=policy).repository(unique_repo)
+        assert await repo.blob_head(digest) == len(data)
+    retries = [e for e in events if isinstance(e, RetryScheduled)]
+    assert [(e.reason, e.delay) for e in retries] == [("5xx", 0.05), ("5xx", 0.05)]
+
+
+async def test_flipped_bytes_are_caught_for_blobs_and_manifests(
+    plain_registry: RegistryServer, transport: Transport, unique_repo: str
+) -> None:
+    repo = repo_at(plain_registry.settings(), transport, unique_repo)
+    config, layer = b"{}", os.urandom(5000)
+    await push(repo, config)
+    digest = await push(repo, layer)
+    raw, media_type = manifest_bytes("oci", config, layer)
+    manifest_digest = await repo.manifest_put("v1", raw, media_type)
+    async with FaultProxy(plain_registry.url) as proxy:
+        proxied = repo_at(via(proxy), transport, unique_repo)
+        proxy.add_fault("flip", method="GET", path_re=r"/blobs/sha256:", after_bytes=100)
+        with pytest.raises(DigestMismatch):
+            await read_all(proxied, digest)
+        proxy.add_fault("flip", method="GET", path_re=r"/manifests/", after_bytes=10, times=2)
+        for reference in ("v1", str(manifest_digest)):
+            with pytest.raises(DigestMismatch):
+                await proxied.manifest_get(reference)

@@ -138,3 +138,10 @@ def test_small_helpers() -> None:
         "application/vnd.oci.image.index.v1+json"
     )
     assert media_type_of(None) is None
+
+
+def test_503_carries_retry_after_too() -> None:
+    error = error_from_response(503, b"", {"Retry-After": "3"}, registry="r.example")
+    assert isinstance(error, ServerError)
+    assert error.retry_after == 3.0
+    assert error_from_response(500, b"", {}, registry="r.example").retry_after is None  # type: ignore[attr-defined]
