@@ -158,6 +158,12 @@ def info_ratios(result: ScenarioResult) -> list[str]:
                 f"  {a} / {b}: wall {ma.process.wall_s / mb.process.wall_s:.3f}, "
                 f"CPU {ma.process.cpu_s / mb.process.cpu_s:.3f}"
             )
+    startup, again = result.run("mirrord-startup"), result.run("mirrord-again")
+    if startup and again and startup.process.exit_code == 0:
+        lines.append(
+            f"  mirrord-startup (interpreter + imports, no work) takes {startup.process.wall_s:.2f} s of "
+            f"mirrord-again's {again.process.wall_s:.2f} s"
+        )
     return lines
 
 

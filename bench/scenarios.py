@@ -214,6 +214,7 @@ def run_corpus(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> Scenar
         result.runs.append(bench.floor("floor", corpus, repos, source))
         if skopeo:
             result.runs.extend(bench.skopeo(corpus, repos, source))
+        result.runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
         result.runs.extend(bench.mirrord("mirrord", corpus, repos, source))
         result.runs.extend(bench.mirrord("mirrord-2targets", corpus, repos, source, targets=2, again=False))
     return result

@@ -82,6 +82,12 @@ def mirrord_plan(corpus: Corpus, repos: Sequence[str], source: str, targets: Seq
     return "# written by bench/tools.py\n" + yaml.safe_dump(plan, sort_keys=False)
 
 
+def startup_argv() -> list[str]:
+    """A Python process that only imports what ``mirrord sync`` imports: the fixed cost of every run."""
+    imports = "import mirrord.cli, mirrord.sync, mirrord.registry.hub, mirrord.plan"
+    return [sys.executable, "-c", imports]
+
+
 def mirrord_argv(plan: Path, report: Path) -> list[str]:
     """``mirrord sync -c PLAN --no-progress --report REPORT`` with JSON logs (to the run's log file)."""
     return [
