@@ -264,21 +264,23 @@ class LayoutRepository:
     async def _stream_into(
         self, writer: _AtomicWriter, digest: Digest, size: int, chunks: AsyncIterable[bytes]
     ) -> None:
+        # Hashing happens with the write in the worker thread (hashlib releases the GIL), keeping
+        # the CPU work off the event loop; batches are written in order, so the hash is too.
         hasher = digest.hasher()
         batch: list[bytes] = []
-        batched = 0
+        batched = received = 0
         async for chunk in chunks:
-            hasher.update(chunk)
-            if hasher.size > size:
+            received += len(chunk)
+            if received > size:
                 raise self._error(DigestMismatch, f"blob {digest} is longer than {size} bytes", str(digest))
             batch.append(chunk)
             batched += len(chunk)
             if batched >= _WRITE_BATCH:
-                await self._io(writer.write, batch)
+                await self._io(writer.write, batch, hasher)
                 self._emit("pushed", batched)
                 batch, batched = [], 0
         if batch:
-            await self._io(writer.write, batch)
+            await self._io(writer.write, batch, hasher)
             self._emit("pushed", batched)
         if not hasher.matches(digest, size):
             raise self._error(
@@ -508,13 +510,18 @@ class _FileBlobStream:
         self._digest = digest
         self._hasher: DigestHasher | None = digest.hasher() if offset == 0 else None
 
+    def _read(self) -> bytes:
+        """The next chunk, hashed in the worker thread that read it."""
+        chunk = self._file.read(_READ_CHUNK)
+        if self._hasher is not None:
+            self._hasher.update(chunk)
+        return chunk
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        while chunk := await self._layout._io(self._file.read, _READ_CHUNK):
-            if self._hasher is not None:
-                self._hasher.update(chunk)
+        while chunk := await self._layout._io(self._read):
             self._layout._emit("pulled", len(chunk))
             yield chunk
         if self._hasher is not None and not self._hasher.matches(self._digest, self.size):
@@ -546,10 +553,12 @@ class _AtomicWriter:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name[:16]}.", suffix=".tmp", dir=path.parent)
         return cls(path, Path(temp), os.fdopen(fd, "wb"))
 
-    def write(self, chunks: Iterable[bytes]) -> None:
-        """Append ``chunks`` (nothing once aborted)."""
+    def write(self, chunks: Iterable[bytes], hasher: DigestHasher | None = None) -> None:
+        """Append ``chunks``, feeding ``hasher`` too (OSError once aborted)."""
         with self._exclusive():
             for chunk in chunks:
+                if hasher is not None:
+                    hasher.update(chunk)
                 self._file.write(chunk)
 
     def commit(self) -> None:
