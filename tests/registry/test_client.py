@@ -509,3 +509,22 @@ async def test_refused_credentials_are_read_again_at_next_use(
         await repo.tags_list()
     secret.write_text(fake.password + "\n")  # rotated
     assert await repo.tags_list() == ["a"]
+
+
+async def test_cancelled_upload_is_abandoned(fake: FakeRegistry, transport: Transport) -> None:
+    started = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        started.set()
+        await asyncio.Event().wait()  # the source never delivers the rest
+        yield b""
+
+    repo = repo_of(fake, transport)
+    task = asyncio.create_task(repo.blob_put(Digest.of(b"x" * 2000), 2000, stalls()))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert fake.seen("DELETE", "/blobs/uploads/")
+    assert not fake.uploads
