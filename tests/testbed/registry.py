@@ -158,6 +158,7 @@ def _probe(url: str, context: ssl.SSLContext | None) -> int | None:
         with urllib.request.urlopen(f"{url}/v2/", timeout=2, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
+        exc.close()  # an unclosed error response leaks its socket (ResourceWarning)
         return exc.code
     except (OSError, urllib.error.URLError):
         return None
