@@ -161,6 +161,14 @@ def _wait4(pid: int, deadline: float) -> tuple[int, Any, int]:
         time.sleep(0.01)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs have spent not idle since boot (``/proc/stat``); compare two readings."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def vm_hwm(pid: int) -> int:
     """Peak resident set size in bytes of live process ``pid`` (``VmHWM``); 0 if unreadable or exited."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,9 @@ from bench.measure import RequestStats
 from bench.scenarios import Measurement, ScenarioResult
 
 MB = 1e6
+#: Other processes using more than this share of the machine's CPU during a run skew it (warned).
+BUSY_SHARE = 0.1
+BUSY_MIN_S = 0.5
 Printer = Callable[[str], None]
 
 
@@ -187,24 +191,44 @@ def big_lines(result: ScenarioResult) -> list[str]:
 
 
 def scale_lines(result: ScenarioResult) -> tuple[list[str], list[Check]]:
-    """Scenario 3: time against unique and referenced bytes per size, and the bytes-read checks."""
+    """Scenario 3: time against unique and referenced bytes per size, growth from the previous size
+    (``x`` factors: if mirrord's time tracks unique bytes, its factor follows ``x unique``, not
+    ``x refd``), and the bytes-read checks."""
     lines = [
         f"  {'repos':>5} {'tags':>5} {'unique MB':>10} {'refd MB':>9} {'floor s':>8} {'mirrord s':>9} "
-        f"{'m/floor':>7} {'mirrord MB/s (unique)':>21} {'s per 1000 tags':>15}"
+        f"{'m/floor':>7} {'MB/s uniq':>9} {'x unique':>8} {'x refd':>7} {'x floor':>7} {'x mirrord':>9}"
     ]
     checks: list[Check] = []
+    prev: tuple[float, float, float, float] | None = None
     for point in result.extra.get("points", []):
         floor, mirrord = result.run(point["floor"]), result.run(point["mirrord"])
         if floor is None or mirrord is None:
             continue
-        fw, mw = floor.process.wall_s, mirrord.process.wall_s
-        lines.append(
-            f"  {point['repositories']:>5} {point['tags']:>5} {point['unique_bytes'] / MB:>10.1f} "
-            f"{point['referenced_bytes'] / MB:>9.1f} {fw:>8.2f} {mw:>9.2f} {mw / fw:>7.2f} "
-            f"{point['unique_bytes'] / MB / mw:>21.1f} {1000 * mw / point['tags']:>15.1f}"
+        now = (point["unique_bytes"], point["referenced_bytes"], floor.process.wall_s, mirrord.process.wall_s)
+        growth = (
+            "".join(f" {a / b:>{w}.2f}" for a, b, w in zip(now, prev, (8, 7, 7, 9), strict=True))
+            if prev
+            else ""
         )
+        lines.append(
+            f"  {point['repositories']:>5} {point['tags']:>5} {now[0] / MB:>10.1f} {now[1] / MB:>9.1f} "
+            f"{now[2]:>8.2f} {now[3]:>9.2f} {now[3] / now[2]:>7.2f} {now[0] / MB / now[3]:>9.1f}{growth}"
+        )
+        prev = now
         checks += _bytes_read(mirrord, point["unique_bytes"])
     return lines, checks
+
+
+def _warn_load(runs: Sequence[Measurement], out: Printer) -> None:
+    cpus = os.cpu_count() or 1
+    busy = [
+        f"{m.name} {m.other_cpu:.1f} s"
+        for m in runs
+        if m.other_cpu > BUSY_SHARE * cpus * m.process.wall_s and m.other_cpu > BUSY_MIN_S
+    ]
+    if busy:
+        out(f"warning: other processes used CPU during: {', '.join(busy)} (of {cpus} CPUs x wall);")
+        out("         they shared the cores, so those times are inflated and the ratios noisy")
 
 
 def print_result(result: ScenarioResult, out: Printer = print) -> list[Check]:
@@ -232,6 +256,7 @@ def print_result(result: ScenarioResult, out: Printer = print) -> list[Check]:
         out("targets:")
     for check in checks:
         out(check.line())
+    _warn_load(result.runs, out)
     failed = [m.name for m in result.runs if m.process.exit_code != 0]
     if failed:
         out(f"runs that failed (see bench/out/logs/): {', '.join(failed)}")

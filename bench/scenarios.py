@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 from bench import tools
 from bench.corpus import Corpus, CorpusSpec
 from bench.floor import write_blob_list
-from bench.measure import ProcessResult, RequestStats, run_measured
+from bench.measure import ProcessResult, RequestStats, machine_busy_seconds, run_measured
 from bench.registries import Registry, registry, require_tool
 from bench.seed import head_digests, seed_corpus
 
@@ -41,6 +41,9 @@ class Measurement:
     check: str = "n/a"
     #: CPU seconds the source and each target registry spent during the run (they share the cores).
     registry_cpu: list[float] = field(default_factory=list)
+    #: CPU seconds the rest of the machine (not the tool, the registries or the harness) used during
+    #: the run: other work sharing the cores skews every figure.
+    other_cpu: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -52,6 +55,7 @@ class Measurement:
             "target_stored_bytes": self.stored,
             "check": self.check,
             "registry_cpu_s": [round(c, 2) for c in self.registry_cpu],
+            "other_cpu_s": round(self.other_cpu, 2),
         }
 
 
@@ -127,19 +131,26 @@ class Bench:
         """Run ``argv`` as a child process and collect what the registries saw during it."""
         regs = (source, *targets)
         marks = [r.mark() for r in regs]
+        busy, own = machine_busy_seconds(), time.process_time()
         cpu = [r.cpu_seconds() for r in regs]
         env = dict(os.environ, PYTHONPATH=str(tools.ROOT))
         print(f"  {name} ...", end="", flush=True)
         proc = run_measured(argv, self.logs / f"{name}.log", env=env)
         stats = [r.requests_since(m) for r, m in zip(regs, marks, strict=True)]
         cpu = [r.cpu_seconds() - c for r, c in zip(regs, cpu, strict=True)]
+        busy = machine_busy_seconds() - busy - (time.process_time() - own) - proc.cpu_s - sum(cpu)
         status = "" if proc.exit_code == 0 else f" (exit {proc.exit_code}, see {proc.log})"
         print(f" {proc.wall_s:.2f} s{status}", flush=True)
         stored = [t.stored_blob_bytes() for t in targets]
-        return Measurement(name, proc, stats[0], stats[1:], stored, registry_cpu=cpu)
+        return Measurement(name, proc, stats[0], stats[1:], stored, registry_cpu=cpu, other_cpu=busy)
 
     def check(
-        self, m: Measurement, corpus: Corpus, repos: Sequence[str], targets: Sequence[Registry], rename: Any
+        self,
+        m: Measurement,
+        corpus: Corpus,
+        repos: Sequence[str],
+        targets: Sequence[Registry],
+        rename: Callable[[str], str],
     ) -> None:
         """Set ``m.check``: every tag of ``repos`` at each target has the source's index digest."""
         wanted = {(rename(r), t): d for r in repos for t, d in corpus.tags[r].items()}
