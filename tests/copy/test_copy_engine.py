@@ -16,6 +16,7 @@ from mirrord.events import BytesTransferred, EventBus, ImageDone, ImageFailed, I
 from mirrord.oci import Digest, ImageIndex, ImageManifest, Platform
 from mirrord.registry.errors import RequestRejected, ServerError, TransportError
 from mirrord.registry.memory import MemoryRegistry, MemoryRepository
+from mirrord.sample import KINDS, push_sample, sample_image
 
 AMD64 = Platform.parse("linux/amd64")
 
@@ -707,3 +708,47 @@ def test_limits_are_validated() -> None:
         Limits(blob_streams=0)
     with pytest.raises(ValueError, match="retry_backoff"):
         Limits(retry_backoff=-1)
+
+
+# -- every sample kind, in memory ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_every_sample_kind_copies_byte_for_byte(
+    source: MemoryRegistry, target: MemoryRegistry, kind: str
+) -> None:
+    image = sample_image("app", kind=kind)
+    src, dst = source.repository("app"), target.repository("app")
+    await push_sample(src, image, "1")
+
+    result = await CopyEngine().copy(request(src, "1", (dst, "1")))
+
+    assert result.outcome == "copied", result.error
+    assert result.target_digests == {str(dst): image.digest}
+    for manifest in image.manifests:
+        assert target.manifests["app"][manifest.digest].raw == manifest.raw
+    assert set(image.blobs) <= target.links["app"]
+    assert result.bytes == sum(len(b) for b in image.blobs.values())
+
+
+@pytest.mark.parametrize(
+    "kind", ["docker-list", "oci-index", "oci-index-no-mediatype", "odd-json", "attested-index"]
+)
+async def test_platform_filter_on_every_index_kind(
+    source: MemoryRegistry, target: MemoryRegistry, kind: str
+) -> None:
+    image = sample_image("app", kind=kind)
+    src, dst = source.repository("app"), target.repository("app")
+    await push_sample(src, image, "1")
+    arm = Platform.parse("linux/arm/v7")
+
+    result = await CopyEngine().copy(request(src, "1", (dst, "1"), platforms=(arm,)))
+
+    assert result.outcome == "copied", result.error
+    root = await dst.manifest_get("1")
+    assert isinstance(root, ImageIndex)
+    assert root.media_type == image.root.media_type
+    kept = [d for d in root.manifests if d.platform is not None and not d.platform.is_unknown]
+    assert [str(d.platform) for d in kept] == ["linux/arm/v7"]
+    assert len(root.manifests) == (2 if kind == "attested-index" else 1)
+    assert result.digest_map == {image.digest: root.digest}
