@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from asyncio_throttle.throttler import Throttler
 
+from mirrord import __version__
 from mirrord.events import Event, EventBus, HttpRequestDone, RateLimitObserved
 from mirrord.registry.errors import TransportError
 from mirrord.registry.retry import parse_ratelimit_remaining
@@ -30,6 +31,7 @@ from mirrord.registry.settings import RegistrySettings, TLSSettings
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_READ_TIMEOUT = 60.0
+USER_AGENT = f"mirrord/{__version__}"
 #: Socket read buffer per response: large reads keep per-chunk overhead low on fast links.
 READ_BUFFER = 1024 * 1024
 
@@ -118,8 +120,14 @@ class Transport:
 
     async def __aenter__(self) -> Transport:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+        # Content is addressed by the digest of its exact bytes: ask for them as stored
+        # (identity), and never let the client transparently decompress anything.
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self.timeout, auto_decompress=False, read_bufsize=READ_BUFFER
+            connector=connector,
+            timeout=self.timeout,
+            auto_decompress=False,
+            read_bufsize=READ_BUFFER,
+            headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT},
         )
         return self
 

@@ -528,3 +528,12 @@ async def test_cancelled_upload_is_abandoned(fake: FakeRegistry, transport: Tran
         await task
     assert fake.seen("DELETE", "/blobs/uploads/")
     assert not fake.uploads
+
+
+async def test_requests_ask_for_identity_encoding_and_name_mirrord(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    await repo_of(fake, transport).blob_head(Digest.of(b"x"))
+    headers = fake.seen("HEAD")[0].headers
+    assert headers["Accept-Encoding"] == "identity"
+    assert headers["User-Agent"].startswith("mirrord/")
