@@ -64,10 +64,11 @@ class Registries:
                 del self._clients[host]
                 self.transport.forget_limits(host)
 
-    def client(self, host: str, api_host: str | None = None) -> RegistryClient:
-        """The (shared) client of ``host``; HTTP goes to ``api_host`` when given."""
+    def client(self, host: str) -> RegistryClient:
+        """The (shared) client of ``host`` (a settings key such as ``docker.io``)."""
         client = self._clients.get(host)
         if client is None:
+            api_host = Reference(host, "library/x").api_host  # docker.io -> registry-1.docker.io
             client = RegistryClient(
                 self.settings_for(host), self.transport, api_host=api_host, retry=self.retry
             )
@@ -77,7 +78,7 @@ class Registries:
     def repository(self, ref: Reference) -> Repository:
         """The HTTP repository of ``ref`` (settings keyed by ``ref.registry``, HTTP to
         ``ref.api_host``, e.g. ``registry-1.docker.io`` for ``docker.io``)."""
-        return self.client(ref.registry, ref.api_host).repository(ref.repository)
+        return self.client(ref.registry).repository(ref.repository)
 
     def open(self, text: str) -> tuple[Repository, str | None]:
         """A repository and the tag-or-digest named by ``text``.

@@ -28,6 +28,7 @@ async def test_settings_for_listed_and_default_hosts() -> None:
 async def test_docker_hub_uses_its_api_host_but_docker_io_settings() -> None:
     hub = RegistrySettings(host="docker.io", requests_per_second=5)
     async with Registries({"docker.io": hub}) as registries:
+        assert registries.client("docker.io").base_url == "https://registry-1.docker.io"
         repo = registries.repository(Reference.parse("nginx"))
         assert isinstance(repo, HTTPRepository)
         assert repo.client.base_url == "https://registry-1.docker.io"
