@@ -247,6 +247,9 @@ class TokenCache:
     def get(self, realm: str, service: str, scopes: Iterable[str], now: float) -> Token | None:
         """A fresh token for ``realm``/``service`` covering ``scopes``; expired entries are dropped."""
         wanted = list(scopes)
+        exact = self._tokens.get(self.key(realm, service, wanted))
+        if exact is not None and exact.fresh(now):
+            return exact  # the common case, without scanning every repository's token
         for key, token in list(self._tokens.items()):
             if not token.fresh(now):
                 del self._tokens[key]
