@@ -256,7 +256,8 @@ class CopyEngine:
         if exc is not None and not isinstance(_leaf(exc), RegistryError | OCIError | CopyError):
             log.error("image failed unexpectedly", exc_info=exc, extra={"fields": fields})
         else:
-            log.warning("image failed", extra={"fields": fields})
+            # ImageFailed below carries the same context to the event logger; no second warning.
+            log.debug("image failed", extra={"fields": fields})
         self.events.emit(ImageFailed(request.entry, image.display, error))
         return image.result("failed", error)
 
