@@ -537,3 +537,18 @@ async def test_requests_ask_for_identity_encoding_and_name_mirrord(
     headers = fake.seen("HEAD")[0].headers
     assert headers["Accept-Encoding"] == "identity"
     assert headers["User-Agent"].startswith("mirrord/")
+
+
+async def test_a_slow_source_does_not_trip_the_read_timeout_of_an_upload(fake: FakeRegistry) -> None:
+    # The target waits for our body, not we for it: a tee paced by a slow source must not time out.
+    data = os.urandom(200_000)
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield data[:100_000]
+        await asyncio.sleep(0.5)
+        yield data[100_000:]
+
+    async with Transport(read_timeout=0.2) as transport:
+        repo = repo_of(fake, transport)
+        await repo.blob_put(Digest.of(data), len(data), slow())
+    assert fake.blobs[str(Digest.of(data))] == data
