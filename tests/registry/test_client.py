@@ -552,3 +552,14 @@ async def test_a_slow_source_does_not_trip_the_read_timeout_of_an_upload(fake: F
         repo = repo_of(fake, transport)
         await repo.blob_put(Digest.of(data), len(data), slow())
     assert fake.blobs[str(Digest.of(data))] == data
+
+
+def test_credentials_go_only_over_https_unless_the_plan_chose_plain_http() -> None:
+    from mirrord.registry.settings import RegistrySettings, TLSSettings
+
+    secure = RegistryClient(RegistrySettings(host="r.example"), Transport())
+    assert secure._may_send_credentials(None)  # the registry itself: https
+    assert secure._may_send_credentials("https://auth.example/token")
+    assert not secure._may_send_credentials("http://auth.example/token")
+    plain = RegistryClient(RegistrySettings(host="r.example", tls=TLSSettings(enabled=False)), Transport())
+    assert plain._may_send_credentials("http://r.example/token")
