@@ -4,10 +4,13 @@ For each (blob, target) the cheapest way wins: the target already has it (``exis
 transfer of this pass brought it to the same registry (``deduplicated`` when it is the same
 repository, else ``mounted`` from there); a repository known to hold it in that registry lends it
 (``mounted``); else it is uploaded (``copied``). Uploads of one blob to several targets share ONE
-source read: the producer verifies digest and size while streaming and tees the chunks into every
+read: the producer verifies digest and size while streaming and tees the chunks into every
 target's ``blob_put`` through small bounded queues, so memory stays bounded and the slowest target
 sets the pace. The last chunk is held back until the digest checked out, so a bad blob never
-completes an upload: every chunk iterator raises instead.
+completes an upload: every chunk iterator raises instead. The read is of the source, unless a
+repository received a verified copy earlier in the pass (a target in another registry): then that
+copy is read, and a source read under way is waited for, so each blob leaves the source once per
+pass however many target registries need it.
 
 One transfer per (target registry_key, digest) at a time: the first caller claims it, later callers
 await its result. A successful claim is remembered for the pass; a failed one is forgotten so a
@@ -34,6 +37,8 @@ from mirrord.registry.errors import DigestMismatch, RegistryError
 
 log = logging.getLogger(__name__)
 
+#: Repositories remembered per blob as pass-local copies to read from (the newest are kept).
+_MAX_HOLDERS = 4
 _END = object()
 _WAKE = object()
 
@@ -64,6 +69,9 @@ class BlobTransfers:
         self.locations = locations
         self._slots = asyncio.Semaphore(limits.blob_streams)
         self._claims: dict[tuple[str, Digest], asyncio.Future[str | None]] = {}
+        # Source reads under way, and repositories that received a verified copy in this pass.
+        self._reads: dict[Digest, asyncio.Future[None]] = {}
+        self._holders: dict[Digest, list[Repository]] = {}
 
     async def reserve(self) -> None:
         """Take a stream slot; call before spawning the task that runs :meth:`ensure`."""
@@ -194,6 +202,9 @@ class BlobTransfers:
         report.outcomes[sink.index] = outcome
         report.failures.pop(sink.index, None)
         self.locations.add(target.registry_key, blob.digest, target.name)
+        holders = self._holders.setdefault(blob.digest, [])
+        if target not in holders:
+            holders[:] = [*holders, target][-_MAX_HOLDERS:]
         self.events.emit(
             BlobDone(entry, target.registry_key, target.name, str(blob.digest), blob.size, outcome)
         )
@@ -203,39 +214,75 @@ class BlobTransfers:
     async def _upload(
         self, source: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport, entry: str
     ) -> None:
-        """Tee one source read into every sink; retry retryable failures up to blob_attempts."""
-        attempt = 1
+        """Tee one read into every sink; retry retryable failures up to blob_attempts.
+
+        The read comes from a repository that received the blob earlier in this pass when there is
+        one (so the source is read once per pass even for targets in different registries), else
+        from the source. A failed read from such a copy is retried from the source at no cost.
+        """
+        attempt, first = 1, True
         while sinks:
-            errors = await self._tee(source, blob, sinks, report)
+            reader, claim = await self._reader(source, blob.digest, first=first)
+            try:
+                errors = await self._tee(reader, blob, sinks, report, count=reader is source)
+            finally:
+                self._end_read(blob.digest, claim)
             retry: list[_Sink] = []
             for sink in sinks:
                 error = errors.get(sink.index)
                 if error is None:
                     self._done(sink, blob, "copied", report, entry)
-                elif _retryable(error) and attempt < self.limits.blob_attempts:
+                elif reader is not source or (_retryable(error) and attempt < self.limits.blob_attempts):
                     sink.upload = None  # a session is spent once data went into it
                     retry.append(sink)
                 else:
                     report.failures[sink.index] = error
-            if retry:
+            if retry and reader is source:
                 delay = self.limits.retry_backoff * 2 ** (attempt - 1)
                 for sink in retry:
                     self.events.emit(RetryScheduled(sink.repository.registry_key, "blob", delay))
                 await asyncio.sleep(delay)
-            sinks, attempt = retry, attempt + 1
+                attempt += 1
+            sinks, first = retry, False
+
+    async def _reader(
+        self, source: Repository, digest: Digest, *, first: bool
+    ) -> tuple[Repository, asyncio.Future[None] | None]:
+        """Where to read ``digest`` from, and the read claim to end when the read is over (None
+        when not reading the source or another read of it is already under way)."""
+        if first:
+            while (pending := self._reads.get(digest)) is not None:
+                await asyncio.shield(pending)  # a source read is under way: wait, then copy from it
+            holders = self._holders.get(digest)
+            if holders:
+                return holders[-1], None
+        if digest in self._reads:
+            return source, None
+        claim: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads[digest] = claim
+        return source, claim
+
+    def _end_read(self, digest: Digest, claim: asyncio.Future[None] | None) -> None:
+        if claim is None:
+            return
+        if self._reads.get(digest) is claim:
+            del self._reads[digest]
+        if not claim.done():
+            claim.set_result(None)
 
     async def _tee(
-        self, source: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport
+        self, reader: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport, *, count: bool
     ) -> dict[int, BaseException]:
-        """One source read feeding every sink; returns the sinks that failed and why."""
+        """One read of ``reader`` feeding every sink; returns the sinks that failed and why.
+        ``count``: add the bytes read to ``report.pulled`` (reads of the source)."""
         channels = {s.index: _Channel(self.limits.tee_queue) for s in sinks}
         self.events.emit(TransferStarted(str(blob.digest), blob.size))
         ok = False
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = {s.index: group.create_task(_consume(s, blob, channels[s.index])) for s in sinks}
-                source_error = await self._produce(source, blob, list(channels.values()), report)
-            errors = {i: source_error or t.result() for i, t in tasks.items()}
+                read_error = await self._produce(reader, blob, list(channels.values()), report, count)
+            errors = {i: read_error or t.result() for i, t in tasks.items()}
             failed = {i: e for i, e in errors.items() if e is not None}
             ok = not failed
             return failed
@@ -243,16 +290,16 @@ class BlobTransfers:
             self.events.emit(TransferFinished(str(blob.digest), ok))
 
     async def _produce(
-        self, source: Repository, blob: Descriptor, channels: list[_Channel], report: BlobReport
+        self, source: Repository, blob: Descriptor, channels: list[_Channel], report: BlobReport, count: bool
     ) -> BaseException | None:
-        """Read the source once, verifying as it streams; the error that failed it, or None."""
+        """Read ``source`` once, verifying as it streams; the error that failed it, or None."""
         verifier = _Verifier(source, blob)
         try:
             held: bytes | None = None
             async with source.blob_open(blob.digest) as stream:
                 async for chunk in stream:
                     verifier.update(chunk)
-                    report.pulled += len(chunk)
+                    report.pulled += len(chunk) if count else 0
                     if held is not None and not await _broadcast(channels, held):
                         return None  # every target has stopped listening: their errors tell why
                     held = chunk

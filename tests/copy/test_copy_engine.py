@@ -752,3 +752,57 @@ async def test_platform_filter_on_every_index_kind(
     assert [str(d.platform) for d in kept] == ["linux/arm/v7"]
     assert len(root.manifests) == (2 if kind == "attested-index" else 1)
     assert result.digest_map == {image.digest: root.digest}
+
+
+# -- once per pass across target registries --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("images", [1, 2])
+async def test_blob_leaves_the_source_once_for_targets_in_different_registries(
+    source: MemoryRegistry, images: int
+) -> None:
+    shared = layer("base", 20_000)
+    for name in ("a", "b"):
+        await push_image(source.repository(name), [shared, layer(name)], tag="1")
+    source.faults.chunk_delay = 0.001  # with images=2 both transfers are in flight together
+    one, two = MemoryRegistry("one.example"), MemoryRegistry("two.example")
+    source.reset_calls()
+    opened: list[str] = []
+
+    async def hook(method: str, repository: str, reference: str) -> None:
+        if method == "blob_open":
+            opened.append(reference)
+
+    source.faults.hook = hook
+    engine = CopyEngine(limits=Limits(images=images))
+    results = await engine.copy_many(
+        [
+            request(source.repository("a"), "1", (one.repository("a"), "1")),
+            request(source.repository("b"), "1", (two.repository("b"), "1")),
+        ]
+    )
+
+    assert [r.outcome for r in results] == ["copied", "copied"], [r.error for r in results]
+    assert opened.count(str(Digest.of(shared))) == 1
+    assert one.calls["blob_open"] + two.calls["blob_open"] == 1  # the second copy read the first
+    assert Digest.of(shared) in two.links["b"]
+    assert sum(r.bytes for r in results) == sum(len(source.blobs[d]) for d in source.blobs)
+
+
+async def test_a_bad_pass_local_copy_falls_back_to_the_source(source: MemoryRegistry) -> None:
+    shared = layer("base", 20_000)
+    for name in ("a", "b"):
+        await push_image(source.repository(name), [shared, layer(name)], tag="1")
+    one, two = MemoryRegistry("one.example"), MemoryRegistry("two.example")
+    one.faults.corrupt_blobs.add(Digest.of(shared))
+
+    results = await CopyEngine(limits=Limits(images=1, blob_attempts=1)).copy_many(
+        [
+            request(source.repository("a"), "1", (one.repository("a"), "1")),
+            request(source.repository("b"), "1", (two.repository("b"), "1")),
+        ]
+    )
+
+    assert [r.outcome for r in results] == ["copied", "copied"], [r.error for r in results]
+    assert one.calls["blob_open"] == 1
+    assert two.blobs[Digest.of(shared)] == shared
