@@ -153,6 +153,22 @@ def test_stopping_frees_the_port_and_keeps_the_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+def test_port_collision_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.testbed.registry as registry_module
+
+    # The port is taken by another registry that answers /v2/ 200: the probe must not take it for ours.
+    with start_registry("plain", tmp_path / "other") as other:
+        busy = int(other.host.split(":")[1])
+        ports = iter([busy])
+        real = registry_module._free_port
+        monkeypatch.setattr(registry_module, "_free_port", lambda: next(ports, None) or real())
+        with start_registry("plain", tmp_path / "r") as server:
+            assert server.host != other.host
+            assert http_get(server, "/v2/")[0] == 200
+        assert "address already in use" in (tmp_path / "r" / "registry.log").read_text()
+
+
+@pytest.mark.integration
 def test_factory_gives_fresh_servers(
     registry_factory: RegistryFactory, plain_registry: RegistryServer
 ) -> None:

@@ -40,6 +40,7 @@ MODES = ("plain", "basic", "token", "tls")
 #: Seconds to wait for ``GET /v2/`` to answer after start.
 START_TIMEOUT = 15.0
 _PORT_ATTEMPTS = 5
+_INSTANCE_HEADER = "X-Mirrord-Testbed-Instance"
 
 
 class RegistryStartError(RuntimeError):
@@ -133,8 +134,16 @@ def _tls_files(tmp: Path) -> tuple[Path, Path, Path]:
     return ca_file, chain, key
 
 
-def _config(port: int, root: Path, auth: dict[str, Any] | None, tls: dict[str, str] | None) -> dict[str, Any]:
-    http: dict[str, Any] = {"addr": f"127.0.0.1:{port}", "secret": secrets.token_hex(16)}
+def _config(
+    port: int, root: Path, auth: dict[str, Any] | None, tls: dict[str, str] | None, instance: str
+) -> dict[str, Any]:
+    http: dict[str, Any] = {
+        "addr": f"127.0.0.1:{port}",
+        "secret": secrets.token_hex(16),
+        # Every response carries the instance id, so the readiness probe cannot mistake another
+        # server that grabbed the port for ours.
+        "headers": {_INSTANCE_HEADER: [instance]},
+    }
     if tls:
         http["tls"] = tls
     config: dict[str, Any] = {
@@ -152,16 +161,17 @@ def _config(port: int, root: Path, auth: dict[str, Any] | None, tls: dict[str, s
     return config
 
 
-def _probe(url: str, context: ssl.SSLContext | None) -> int | None:
-    """Status of ``GET url/v2/``, or None when nothing answers yet."""
+def _probe(url: str, context: ssl.SSLContext | None, instance: str) -> int | None:
+    """Status of ``GET url/v2/`` from the registry ``instance``; None when it does not answer (yet)."""
     try:
         with urllib.request.urlopen(f"{url}/v2/", timeout=2, context=context) as response:
-            return int(response.status)
+            status, headers = int(response.status), response.headers
     except urllib.error.HTTPError as exc:
         exc.close()  # an unclosed error response leaks its socket (ResourceWarning)
-        return exc.code
+        status, headers = exc.code, exc.headers
     except (OSError, urllib.error.URLError):
         return None
+    return status if headers.get(_INSTANCE_HEADER) == instance else None
 
 
 def _registry_env() -> dict[str, str]:
@@ -187,13 +197,13 @@ class _Process:
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")[-4000:]
 
-    def wait_ready(self, url: str, context: ssl.SSLContext | None) -> bool:
+    def wait_ready(self, url: str, context: ssl.SSLContext | None, instance: str) -> bool:
         """True once /v2/ answers 200 or 401; False if the process exited first; raises on timeout."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.popen.poll() is not None:
                 return False
-            if _probe(url, context) in (200, 401):
+            if _probe(url, context, instance) in (200, 401):
                 return True
             time.sleep(0.05)
         self.stop()
@@ -222,9 +232,10 @@ def _launch(
     for attempt in range(_PORT_ATTEMPTS):
         port = _free_port()
         config_file = tmp / "config.yml"
-        config_file.write_text(yaml.safe_dump(_config(port, root, auth, tls)))
+        instance = secrets.token_hex(8)
+        config_file.write_text(yaml.safe_dump(_config(port, root, auth, tls, instance)))
         process = _Process(exe, config_file, tmp / "registry.log")
-        if process.wait_ready(f"{scheme}://127.0.0.1:{port}", context):
+        if process.wait_ready(f"{scheme}://127.0.0.1:{port}", context, instance):
             return process, port
         if "address already in use" not in process.log() or attempt == _PORT_ATTEMPTS - 1:
             raise RegistryStartError(f"docker-registry exited ({process.popen.returncode}):\n{process.log()}")

@@ -10,6 +10,7 @@ so the host's ``/etc/containers`` and ``~/.docker`` never change what a test see
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -113,6 +114,7 @@ def _skopeo_env() -> dict[str, str]:
     global _skopeo_home
     if _skopeo_home is None:
         _skopeo_home = Path(tempfile.mkdtemp(prefix="mirrord-skopeo-"))
+        atexit.register(shutil.rmtree, _skopeo_home, ignore_errors=True)
         (_skopeo_home / "registries.conf").write_text("unqualified-search-registries = []\n")
         (_skopeo_home / "policy.json").write_text('{"default": [{"type": "insecureAcceptAnything"}]}\n')
         (_skopeo_home / "auth.json").write_text('{"auths": {}}\n')
