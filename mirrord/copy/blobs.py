@@ -26,6 +26,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from mirrord.copy.errors import BlobCopyFailed
 from mirrord.copy.limits import Limits
@@ -391,8 +392,8 @@ class _Channel:
             self._raise_if_failed()
             if item is _END:
                 return
-            if isinstance(item, bytes):
-                yield item
+            if item is not _WAKE:
+                yield cast(bytes, item)  # whatever the stream gave (bytes-like), passed on as is
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:

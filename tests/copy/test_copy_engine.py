@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -806,3 +807,32 @@ async def test_a_bad_pass_local_copy_falls_back_to_the_source(source: MemoryRegi
     assert [r.outcome for r in results] == ["copied", "copied"], [r.error for r in results]
     assert one.calls["blob_open"] == 1
     assert two.blobs[Digest.of(shared)] == shared
+
+
+class BytearraySource(MemoryRepository):
+    """A source whose stream hands out bytearrays (bytes-like chunks must pass through unchanged)."""
+
+    @contextlib.asynccontextmanager
+    async def _open(self, digest: Digest, offset: int) -> Any:
+        async with super()._open(digest, offset) as stream:
+
+            class Wrapped:
+                size = stream.size
+
+                async def __aiter__(self) -> Any:
+                    async for chunk in stream:
+                        yield bytearray(chunk)
+
+            yield Wrapped()
+
+
+async def test_bytes_like_chunks_pass_through_the_tee(source: MemoryRegistry, target: MemoryRegistry) -> None:
+    plain = source.repository("app")
+    image = await push_image(plain, [layer("a", 5000)], tag="1")
+    source.chunk_size = 700
+    src = BytearraySource(source, "app")
+
+    result = await CopyEngine().copy(request(src, "1", (target.repository("app"), "1")))
+
+    assert result.outcome == "copied", result.error
+    assert all(target.blobs[b.digest] == source.blobs[b.digest] for b in image.blobs)
