@@ -131,6 +131,18 @@ def test_token_flow_and_counting(registry_factory: RegistryFactory) -> None:
     assert server.token_server.issued[0].scopes == ("repository:t/x:pull",)
 
 
+@pytest.mark.integration
+def test_token_lifetime_is_configurable(registry_factory: RegistryFactory) -> None:
+    server = registry_factory("token", token_expires_in=1)
+    _, headers = http_get(server, "/v2/")
+    token = fetch_token(server, headers["WWW-Authenticate"], "")
+    assert server.token_server is not None
+    assert server.token_server.expires_in == 1
+    assert http_get(server, "/v2/", {"Authorization": f"Bearer {token}"})[0] == 200
+    time.sleep(2.1)  # distribution allows no leeway on exp
+    assert http_get(server, "/v2/", {"Authorization": f"Bearer {token}"})[0] == 401
+
+
 def test_scope_parsing() -> None:
     assert parse_scope("repository:a/b:pull,push") == {
         "type": "repository", "name": "a/b", "actions": ["pull", "push"],

@@ -13,6 +13,10 @@ hop-by-hop ones; a ``Location`` that points at the upstream is rewritten to poin
 upload sessions and redirects keep going through it. Every answered request is recorded in
 ``proxy.requests`` as ``(method, path_qs, status)``; a reset connection records its status too.
 
+A token registry's challenges name the token server itself, so token fetches bypass the proxy
+(count them with ``RegistryServer.token_requests``); put a second FaultProxy in front of
+``server.token_server.realm``'s host to inject faults there.
+
 Fault kinds (first matching rule with uses left wins; each use consumes one of ``times``, ``None``
 means unlimited; ``probability`` draws from a ``random.Random(seed)``, so runs are repeatable):
 

@@ -31,6 +31,8 @@ from cryptography.x509.oid import NameOID
 
 SERVICE = "mirrord-test-registry"
 ISSUER = "mirrord-test-token-issuer"
+#: Seconds distribution (2.8, registry/auth/token) still accepts a token after its ``exp``.
+REGISTRY_LEEWAY = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,8 @@ class TokenServer:
     """Issue registry tokens to ``username``/``password``; use as a context manager to run it.
 
     ``cert_file`` (written at construction) is the registry's ``rootcertbundle``. ``expires_in``
-    is what tokens advertise and how long they are valid, so refresh logic can be exercised.
+    is what tokens advertise and exactly how long the registry accepts them, so refresh and
+    re-authentication after expiry can be exercised.
     """
 
     def __init__(self, cert_file: Path, username: str, password: str, *, expires_in: int = 300) -> None:
@@ -133,7 +136,9 @@ class TokenServer:
             "iss": ISSUER,
             "sub": account,
             "aud": service,
-            "exp": now + self.expires_in,
+            # distribution accepts a token until exp + its clock-skew leeway: subtracting the leeway
+            # makes the registry reject it exactly ``expires_in`` seconds after issue.
+            "exp": now + self.expires_in - REGISTRY_LEEWAY,
             "nbf": now - 10,
             "iat": now,
             "jti": secrets.token_hex(16),
