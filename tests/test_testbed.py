@@ -26,6 +26,8 @@ from tests.testbed.registry import RegistryServer, start_registry
 from tests.testbed.tokenserver import parse_scope
 from tests.testbed.tools import (
     ToolError,
+    oci_image_tool_validate,
+    promtool_check_metrics,
     redact_args,
     require_tool,
     skopeo,
@@ -237,6 +239,27 @@ def test_skopeo_push_and_inspect_in_every_mode(
         skopeo_inspect_raw(any_registry, f"{unique_repo}:absent")
     if any_registry.password:
         assert any_registry.password not in str(info.value)
+
+
+@pytest.mark.integration
+@pytest.mark.tools("promtool")
+def test_promtool_check_metrics() -> None:
+    good = "# HELP mirrord_x_total Things.\n# TYPE mirrord_x_total counter\nmirrord_x_total 1\n"
+    promtool_check_metrics(good)
+    with pytest.raises(ToolError):
+        promtool_check_metrics("this is not an exposition {\n")
+
+
+@pytest.mark.integration
+@pytest.mark.tools("oci-image-tool")
+def test_oci_image_tool_validates_a_sample_layout(tmp_path: Path) -> None:
+    image = sample_image("tb", kind="oci-manifest", layers=1, layer_size=256)
+    layout = write_sample_layout(image, tmp_path / "layout", "v1")
+    oci_image_tool_validate(layout, "v1")
+    layer = image.root.layers[0].digest  # type: ignore[union-attr]
+    (layout / "blobs" / "sha256" / layer.encoded).write_bytes(b"corrupt")
+    with pytest.raises(ToolError):
+        oci_image_tool_validate(layout, "v1")
 
 
 # -- fault proxy -----------------------------------------------------------------------------------
