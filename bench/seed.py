@@ -127,37 +127,43 @@ class Seeder:
             await self._repo(repo, first)
 
     async def _repo(self, repo: str, first: str) -> None:
-        spec, corpus = self._spec, self.corpus
         if repo != first:
             for desc in self._base.values():
                 await self._push.blob_mount(repo, desc["digest"], first)
         apps: dict[tuple[int, int], dict[str, Any]] = {}
-        blobs: dict[str, None] = {}
-        referenced = manifests = 0
-        tags: dict[str, str] = {}
-        for i, tag in enumerate(spec.tag_names()):
-            children = []
-            for p in range(spec.platforms):
-                apps[(p, i)] = await self._push.blob_stream(repo, _stream(spec, app_layer(spec, repo, p, i)))
-                layers = [self._layer(apps, key, p) for key in image_layers(spec, repo, p, i)]
-                config = await self._push.blob_bytes(
-                    repo, config_bytes(spec, repo, tag, p, [d["diff_id"] for d in layers])
-                )
-                manifest = manifest_bytes(config, layers)
-                digest = sha256_digest(manifest)
-                await self._push.manifest_put(repo, digest, OCI_MANIFEST, manifest)
-                children.append((p, digest, len(manifest)))
-                for d in [config, *layers]:
-                    blobs[d["digest"]] = None
-                    corpus.blobs[d["digest"]] = d["size"]
-                    referenced += d["size"]
-                manifests += 1
+        self.corpus.tags[repo], self.corpus.repo_blobs[repo] = {}, []
+        self.corpus.referenced[repo] = self.corpus.manifests[repo] = 0
+        for i, tag in enumerate(self._spec.tag_names()):
+            children = [await self._image(repo, tag, i, p, apps) for p in range(self._spec.platforms)]
             index = index_bytes(children)
             await self._push.manifest_put(repo, tag, OCI_INDEX, index)
-            tags[tag] = sha256_digest(index)
-            manifests += 1
-        corpus.tags[repo], corpus.repo_blobs[repo] = tags, list(blobs)
-        corpus.referenced[repo], corpus.manifests[repo] = referenced, manifests
+            self.corpus.tags[repo][tag] = sha256_digest(index)
+            self.corpus.manifests[repo] += 1
+
+    async def _image(
+        self, repo: str, tag: str, i: int, p: int, apps: dict[tuple[int, int], dict[str, Any]]
+    ) -> tuple[int, str, int]:
+        """Push tag ``i``'s manifest for platform ``p`` (its new app layer and config first)."""
+        spec = self._spec
+        if spec.app_mb > 0:
+            apps[(p, i)] = await self._push.blob_stream(repo, _stream(spec, app_layer(spec, repo, p, i)))
+        layers = [self._layer(apps, key, p) for key in image_layers(spec, repo, p, i)]
+        config_json = config_bytes(spec, repo, tag, p, [d["diff_id"] for d in layers])
+        config = await self._push.blob_bytes(repo, config_json)
+        manifest = manifest_bytes(config, layers)
+        digest = sha256_digest(manifest)
+        await self._push.manifest_put(repo, digest, OCI_MANIFEST, manifest)
+        self._record(repo, [config, *layers])
+        return p, digest, len(manifest)
+
+    def _record(self, repo: str, blobs: list[dict[str, Any]]) -> None:
+        corpus = self.corpus
+        for d in blobs:
+            if d["digest"] not in corpus.repo_blobs[repo]:
+                corpus.repo_blobs[repo].append(d["digest"])
+            corpus.blobs[d["digest"]] = d["size"]
+            corpus.referenced[repo] += d["size"]
+        corpus.manifests[repo] += 1
 
     def _layer(self, apps: dict[tuple[int, int], dict[str, Any]], key: LayerKey, p: int) -> dict[str, Any]:
         if key.key.startswith("base/"):
