@@ -23,7 +23,7 @@ from typing import Any
 from bench.corpus import CorpusSpec
 from bench.registries import BenchError
 from bench.report import Check, print_result
-from bench.scenarios import Bench, ScenarioResult, run_big, run_corpus, run_scale
+from bench.scenarios import Bench, ScenarioResult, median_of, run_big, run_corpus, run_scale
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 QUICK = {"repos": 4, "tags": 2, "base_mb": 2.0, "app_mb": 1.0, "big_gb": 0.25, "scale": "4,8,16"}
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-base-mb", type=float, default=1.0, help="scenario scale: base layer MiB")
     p.add_argument("--scale-app-mb", type=float, default=0.125, help="scenario scale: app layer MiB")
     p.add_argument("--concurrency", type=int, default=8, help="floor copier streams (mirrord's default: 8)")
+    p.add_argument("--repeat", type=int, default=1, help="run everything N times; report each run's median")
     p.add_argument("--seed", default="mirrord-bench-1", help="corpus seed")
     p.add_argument("--no-skopeo", action="store_true", help="skip skopeo in scenario corpus")
     p.add_argument("--fresh", action="store_true", help="reseed sources even if a kept copy matches")
@@ -137,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     bench = Bench(args.out, concurrency=args.concurrency, fresh=args.fresh)
     try:
-        results = _run(args, bench)
+        repeats = [_run(args, bench) for _ in range(args.repeat)]
+        results = [median_of(rs) for rs in zip(*repeats, strict=True)]
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -69,6 +69,8 @@ def run_row(m: Measurement) -> str:
     tgt_req = "+".join(str(t.total) for t in m.targets)
     stored = "+".join(f"{b / MB:.1f}" for b in m.stored)
     status = m.check if p.exit_code == 0 else f"exit {p.exit_code}; {m.check}"
+    if len(m.samples) > 1:
+        status += f" (median of {len(m.samples)}: {min(m.samples):.2f}..{max(m.samples):.2f} s)"
     return (
         f"{m.name:<22} {p.wall_s:>7.2f} {p.cpu_s:>7.2f} {p.peak_rss / MB:>7.1f} {s.total:>8} "
         f"{s.get('GET blob'):>12} {manifests:>16} {tgt_req:>8} {s.blob_bytes_sent / MB:>11.1f} "

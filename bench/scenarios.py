@@ -39,6 +39,8 @@ class Measurement:
     targets: list[RequestStats]
     stored: list[int]
     check: str = "n/a"
+    #: Wall seconds of every repetition when the scenario ran more than once (this one is the median).
+    samples: list[float] = field(default_factory=list)
     #: CPU seconds the source and each target registry spent during the run (they share the cores).
     registry_cpu: list[float] = field(default_factory=list)
     #: CPU seconds the rest of the machine (not the tool, the registries or the harness) used during
@@ -54,6 +56,7 @@ class Measurement:
             "target_requests": [t.to_json() for t in self.targets],
             "target_stored_bytes": self.stored,
             "check": self.check,
+            "wall_samples_s": [round(w, 3) for w in self.samples],
             "registry_cpu_s": [round(c, 2) for c in self.registry_cpu],
             "other_cpu_s": round(self.other_cpu, 2),
         }
@@ -256,3 +259,16 @@ def run_scale(bench: Bench, sizes: Sequence[int], spec: CorpusSpec) -> ScenarioR
             points.append(facts | {"floor": floor.name, "mirrord": cold.name})
     result.extra["points"] = points
     return result
+
+
+def median_of(repeats: Sequence[ScenarioResult]) -> ScenarioResult:
+    """One result from repetitions of a scenario: per run name, the repetition with the median wall
+    time (a whole measurement, so its requests and RSS stay consistent), with every wall time kept."""
+    first = repeats[0]
+    merged = ScenarioResult(first.name, first.facts, extra=first.extra)
+    for i in range(len(first.runs)):
+        samples = sorted((r.runs[i] for r in repeats), key=lambda m: m.process.wall_s)
+        pick = samples[(len(samples) - 1) // 2]
+        pick.samples = [m.process.wall_s for m in samples]
+        merged.runs.append(pick)
+    return merged
