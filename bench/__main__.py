@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             (args.out / "work").rmdir()  # empty unless another bench runs right now
     checks = [c for r in results for c in print_result(r)]
     path = _write(args.out, args, started, results, checks)
-    print(f"\nresults: {path}")
+    passed = sum(c.ok for c in checks)
+    print(f"\ntargets met: {passed} of {len(checks)}; results: {path}")
     failed = any(m.process.exit_code != 0 for r in results for m in r.runs) or not all(c.ok for c in checks)
     return 1 if failed else 0
 
