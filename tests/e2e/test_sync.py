@@ -155,7 +155,7 @@ async def test_prune_deletes_only_tags_inside_the_filter_capped(
 
 
 BAD_PLANS = {
-    "yaml-syntax": ("version: 1\nsync:\n  - source: [unclosed\n", ":3"),
+    "yaml-syntax": ("version: 1\nsync:\n  - source: [unclosed\n", ":4: invalid YAML"),
     "unknown-key": (
         "version: 1\nsync:\n  - source: {src}/x\n    target: {dst}/x\n    colour: red\n",
         ":5: sync[0].colour",
