@@ -73,8 +73,8 @@ async def seed() -> None:
     """Push the sample images to the source registry."""
     async with Registries() as registries:
         for tag, seed_no, kind in [
-            ("1.0.0", 1, "oci-index"),
-            ("1.1.0", 2, "docker-list"),
+            ("1.0.0", 1, "docker-list"),
+            ("1.1.0", 2, "oci-index"),
             ("2.0.0-rc.1", 3, "attested-index"),
         ]:
             repo, _ = registries.open(f"{SOURCE}/demo/app")
