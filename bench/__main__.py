@@ -151,8 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             (args.out / "work").rmdir()  # empty unless another bench runs right now
     checks = [c for r in results for c in print_result(r)]
     path = _write(args.out, args, started, results, checks)
+    sources = args.out / "sources"
+    kept = sum(f.stat().st_size for f in sources.rglob("*") if f.is_file()) if sources.exists() else 0
+    print(f"\nseeded sources kept for the next run: {kept / 1e9:.1f} GB in {sources} (--fresh reseeds)")
     passed = sum(c.ok for c in checks)
-    print(f"\ntargets met: {passed} of {len(checks)}; results: {path}")
+    print(f"targets met: {passed} of {len(checks)}; results: {path}")
     failed = any(m.process.exit_code != 0 for r in results for m in r.runs) or not all(c.ok for c in checks)
     return 1 if failed else 0
 
