@@ -30,6 +30,13 @@ def _default_plan() -> str:
     return os.environ.get("MIRRORD_CONFIG") or DEFAULT_PLAN
 
 
+STATE_HELP = "keep blob locations here across runs ($MIRRORD_STATE_DIR, systemd's $STATE_DIRECTORY)"
+
+
+def _default_state_dir() -> str | None:
+    return os.environ.get("MIRRORD_STATE_DIR") or os.environ.get("STATE_DIRECTORY") or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="mirrord", description="Container registry mirroring daemon")
@@ -49,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
     sync.add_argument("--shard", metavar="K/N", help="only the entries of shard K of N")
     sync.add_argument("--no-progress", action="store_true", help="no progress bars on a terminal")
+    sync.add_argument("--state-dir", default=_default_state_dir(), help=STATE_HELP)
 
     run = sub.add_parser("run", help="the daemon: schedule entries, serve HTTP")
     run.add_argument("-c", "--config", default=None)
     run.add_argument("--shard", metavar="K/N", help="shard K of N (default: $MIRRORD_SHARD)")
     run.add_argument("--grace", type=float, default=30.0, help="seconds copies may finish at shutdown")
     run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
+    run.add_argument("--state-dir", default=_default_state_dir(), help=STATE_HELP)
 
     copy = sub.add_parser("copy", help="copy one image or index with everything it references")
     copy.add_argument("source", metavar="SRC")
@@ -148,7 +157,7 @@ def _bus(fmt: LogFormat, verbose: bool, stack: ExitStack, progress: bool) -> Eve
 
 async def _sync(args: argparse.Namespace, fmt: LogFormat) -> int:
     from mirrord.registry.hub import Registries
-    from mirrord.sync import SyncRunner, shard_entries
+    from mirrord.sync import SyncRunner, open_location_cache, shard_entries
 
     plan = _load(args.config or _default_plan())
     if plan is None:
@@ -161,7 +170,7 @@ async def _sync(args: argparse.Namespace, fmt: LogFormat) -> int:
     with ExitStack() as stack:
         bus = _bus(fmt, args.verbose, stack, not args.no_progress and not args.dry_run)
         async with Registries(plan.registries, events=bus) as registries:
-            runner = SyncRunner(plan, registries, events=bus)
+            runner = SyncRunner(plan, registries, events=bus, locations=open_location_cache(args.state_dir))
             reports = await runner.run_pass(entries, dry_run=args.dry_run)
     if args.report:
         _write_report(args.report, reports)
@@ -256,5 +265,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_INVALID
-    service = Service(args.config or _default_plan(), shard=shard, grace=args.grace, listen=listen)
+    service = Service(
+        args.config or _default_plan(), shard=shard, grace=args.grace, listen=listen, state_dir=args.state_dir
+    )
     return _run_async(service.run())

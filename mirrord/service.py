@@ -23,7 +23,7 @@ from mirrord.metrics import Metrics
 from mirrord.plan import Entry, Plan, PlanError, load_plan
 from mirrord.registry.hub import Registries
 from mirrord.scheduler import Scheduler
-from mirrord.sync import EntryReport, SyncRunner, shard_entries
+from mirrord.sync import EntryReport, SyncRunner, open_location_cache, shard_entries
 from mirrord.systemd import Notifier, watchdog_interval
 from mirrord.web import make_app, start_server
 
@@ -58,11 +58,13 @@ class Service:
         shard: tuple[int, int] | None = None,
         grace: float = 30.0,
         listen: tuple[str, int] | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.plan_path = str(plan_path)
         self.shard = shard
         self.grace = grace
         self.listen = listen
+        self.locations = open_location_cache(state_dir)
         self.events = EventBus()
         self.metrics = Metrics()
         self.metrics.subscribe(self.events)
@@ -141,7 +143,7 @@ class Service:
             return 2
         async with Registries(self.plan.registries, events=self.events) as registries:
             self._registries = registries
-            self._runner = SyncRunner(self.plan, registries, events=self.events)
+            self._runner = SyncRunner(self.plan, registries, events=self.events, locations=self.locations)
             runner, self.port = await self._start_http(self.plan)
             try:
                 self._install_signals()
@@ -206,7 +208,9 @@ class Service:
             self.plan = plan
             if self._registries is not None:
                 self._registries.update_settings(plan.registries)
-                self._runner = SyncRunner(plan, self._registries, events=self.events)
+                self._runner = SyncRunner(
+                    plan, self._registries, events=self.events, locations=self.locations
+                )
             self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
             log.info("plan reloaded", extra={"fields": {"entries": len(self._entries)}})
         self.notifier.ready()

@@ -13,10 +13,12 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target
 from mirrord.copy.limits import Limits
+from mirrord.copy.locations import LocationCache
 from mirrord.events import EventBus
 from mirrord.oci import Reference
 from mirrord.plan import Entry, Plan, TargetConfig
@@ -81,18 +83,17 @@ class SyncRunner:
         *,
         events: EventBus | None = None,
         limits: Limits | None = None,
-        engine_factory: Any = None,
+        locations: LocationCache | None = None,
     ) -> None:
         self.plan = plan
         self.registries = registries
         self.events = events or EventBus()
         self.limits = limits or Limits()
-        self._engine_factory = engine_factory or (lambda: CopyEngine(limits=self.limits, events=self.events))
+        self.locations = locations
 
     def new_engine(self) -> CopyEngine:
         """A fresh engine: one per pass, so dedup spans every entry of the pass."""
-        engine: CopyEngine = self._engine_factory()
-        return engine
+        return CopyEngine(limits=self.limits, events=self.events, locations=self.locations)
 
     async def run_pass(
         self, entries: Sequence[Entry] | None = None, *, dry_run: bool = False
@@ -347,3 +348,13 @@ def shard_entries(entries: Iterable[Entry], shard: tuple[int, int] | None) -> li
         return list(entries)
     k, n = shard
     return [e for e in entries if shard_of(e.name, n) == k]
+
+
+def open_location_cache(state_dir: str | None) -> LocationCache:
+    """The blob-location cache: in memory, and kept in ``state_dir/locations.json`` when given so a
+    restart can still mount instead of upload. A missing or unreadable file starts empty."""
+    cache = LocationCache(Path(state_dir) / "locations.json" if state_dir else None)
+    if state_dir:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        cache.load()
+    return cache

@@ -241,3 +241,62 @@ async def test_copy_with_platform_filter_keeps_exactly_that_platform(
     assert platforms == {("linux", "arm64")}
     assert "rewritten" in result.stdout
     assert await digest_at(target.host, unique_repo, "arm") is not None
+
+
+async def test_state_dir_lets_a_new_process_mount_instead_of_upload(
+    plain_registry: RegistryServer, registry_factory: object, unique_repo: str, tmp_path: Path
+) -> None:
+    target = registry_factory("plain")  # type: ignore[operator]
+    await seed(plain_registry.host, unique_repo, images("1.0"))
+    state = tmp_path / "state"
+    for n in (1, 2):
+        plan = write_plan(
+            tmp_path / f"plan{n}.yaml",
+            f"""
+version: 1
+{registries_yaml([plain_registry.host, target.host])}
+sync:
+  - source: {plain_registry.host}/{unique_repo}
+    target: {target.host}/copy{n}/{unique_repo}
+    tags: ['1.0']
+""",
+        )
+        result = await run_cli("sync", "-c", str(plan), "--state-dir", str(state))
+        assert result.code == 0, result.output
+        outcomes = [json.loads(line)["msg"] for line in result.stderr.splitlines() if '"blob ' in line]
+        if n == 1:
+            assert outcomes
+            assert set(outcomes) == {"blob copied"}
+        else:
+            # The first process recorded where each blob lives; this one mounts every blob.
+            assert set(outcomes) == {"blob mounted"}, outcomes
+    assert (state / "locations.json").is_file()
+
+
+async def test_short_names_resolve_through_search_registries_in_order(
+    plain_registry: RegistryServer, registry_factory: object, tmp_path: Path
+) -> None:
+    second = registry_factory("plain")  # type: ignore[operator]
+    target = registry_factory("plain")  # type: ignore[operator]
+    await seed(plain_registry.host, "shortname/app", images("1.0"))
+    await seed(second.host, "shortname/app", images("1.0", seed_base=40))
+    plan = write_plan(
+        tmp_path / "plan.yaml",
+        f"""
+version: 1
+{registries_yaml([plain_registry.host, second.host, target.host])}
+sync:
+  - source: shortname/app:1.0
+    target: {target.host}/resolved/app
+    search_registries: ['{second.host}', '{plain_registry.host}']
+""",
+    )
+    result = await run_cli("sync", "-c", str(plan), "--report", str(tmp_path / "r.json"))
+    assert result.code == 0, result.output
+    # Both registries hold it: the first in search order wins, with a warning naming the other.
+    warning = next(json.loads(line) for line in result.stderr.splitlines() if "ambiguous short name" in line)
+    assert warning["using"] == f"{second.host}/shortname/app"
+    assert warning["also"] == [f"{plain_registry.host}/shortname/app"]
+    assert await digest_at(target.host, "resolved/app", "1.0") == await digest_at(
+        second.host, "shortname/app", "1.0"
+    )
