@@ -26,6 +26,9 @@ from bench.measure import ProcessResult, RequestStats, machine_busy_seconds, run
 from bench.registries import Registry, registry, require_tool
 from bench.seed import head_digests, seed_corpus
 
+#: mirrord keeps blob locations across runs where these point: a cold run must start without any.
+STATE_ENV = ("MIRRORD_STATE_DIR", "STATE_DIRECTORY")
+
 
 @dataclass
 class Measurement:
@@ -136,7 +139,7 @@ class Bench:
         marks = [r.mark() for r in regs]
         busy, own = machine_busy_seconds(), time.process_time()
         cpu = [r.cpu_seconds() for r in regs]
-        env = dict(os.environ, PYTHONPATH=str(tools.ROOT))
+        env = {k: v for k, v in os.environ.items() if k not in STATE_ENV} | {"PYTHONPATH": str(tools.ROOT)}
         print(f"  {name} ...", end="", flush=True)
         proc = run_measured(argv, self.logs / f"{name}.log", env=env)
         stats = [r.requests_since(m) for r, m in zip(regs, marks, strict=True)]
