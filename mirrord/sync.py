@@ -183,10 +183,8 @@ class SyncRunner:
         return selected, all_tags
 
     def _open_target(self, target: TargetConfig) -> Repository:
-        if target.format != "keep" or target.compression != "keep":
-            raise UnsupportedTarget(
-                f"target {target.ref}: format/compression conversion is not implemented in this version"
-            )
+        if target.format == "docker" and target.compression == "zstd":
+            raise UnsupportedTarget(f"target {target.ref}: Docker format cannot carry zstd layers")
         repo, _ = self.registries.open(target.ref)
         return repo
 
@@ -205,7 +203,13 @@ class SyncRunner:
         for version in versions:
             is_digest = ":" in version
             copy_targets = tuple(
-                Target(repository=repo, tag=cfg.tag or (None if is_digest else version))
+                Target(
+                    repository=repo,
+                    tag=cfg.tag or (None if is_digest else version),
+                    format=cfg.format,
+                    compression=cfg.compression,
+                    artifacts=cfg.artifacts,
+                )
                 for cfg, repo in targets
             )
             requests.append(

@@ -26,6 +26,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from mirrord.copy.blobs import BlobTransfers
+from mirrord.copy.convert import (
+    SOURCE_TRANSFORM_ANNOTATION,
+    Compression,
+    Transform,
+    placeholder_layers,
+    transform_plan,
+)
 from mirrord.copy.errors import CopyError, ManifestTooDeep
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
@@ -41,7 +48,7 @@ from mirrord.copy.planner import (
 )
 from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
-from mirrord.oci.mediatypes import is_index
+from mirrord.oci.convert import Format
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError
 
@@ -55,10 +62,23 @@ Outcome = Literal["copied", "unchanged", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where to copy: a repository, and the tag to set there (None = push by digest only)."""
+    """Where to copy: a repository, and the tag to set there (None = push by digest only).
+
+    ``format`` (keep|oci|docker) and ``compression`` (keep|zstd|gzip) rewrite what this target gets
+    (:mod:`mirrord.copy.convert`); ``artifacts`` also copies signatures, attestations and referrers
+    of every manifest copied (:mod:`mirrord.copy.artifacts`).
+    """
 
     repository: Repository
     tag: str | None
+    format: Format = "keep"
+    compression: Compression = "keep"
+    artifacts: bool = False
+
+    @property
+    def transform(self) -> Transform:
+        """The format/compression transform of this target (UnconvertibleManifest when impossible)."""
+        return Transform(self.format, self.compression)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +231,23 @@ class CopyEngine:
             if not stale:
                 return "unchanged"
         plan = await self._plan(image)
+        plans = self._target_plans(image, plan, stale)
         await self._copy_blobs(image, plan, stale)
-        await self._push_manifests(image, plan, [i for i in stale if i not in image.failures])
+        plans = await self._recompress(image, plan, plans)
+        await self._push_manifests(image, plans)
         return "copied"
+
+    def _target_plans(self, image: _Image, plan: ImagePlan, stale: list[int]) -> dict[int, ImagePlan]:
+        """Per stale target its plan (transformed, re-encoded layers still placeholders); a target
+        whose format cannot carry the image fails here, before any byte moves."""
+        plans: dict[int, ImagePlan] = {}
+        for i in stale:
+            try:
+                transform = image.request.targets[i].transform
+                plans[i] = transform_plan(plan, transform, placeholder_layers(plan, transform))
+            except OCIError as exc:
+                image.fail(i, f"conversion for {image.request.targets[i].repository}: {describe(exc)}")
+        return plans
 
     async def _plan(self, image: _Image) -> ImagePlan:
         request = image.request
@@ -293,9 +327,9 @@ class CopyEngine:
             if head is None or head.digest == source_digest:
                 return None if head is None else head.digest
             platforms = _filter(request)
-            if platforms is None or not is_index(head.media_type):
+            if platforms is None and target.transform.identity:
                 return None
-            return await self._rewritten_from(target.repository, head, source_digest, platforms)
+            return await self._rewritten_from(target, head, source_digest, platforms)
         except (RegistryError, OCIError) as exc:
             # The copy will meet the same target and report what is wrong there.
             log.debug(
@@ -304,15 +338,20 @@ class CopyEngine:
             return None
 
     async def _rewritten_from(
-        self, repository: Repository, head: Descriptor, source_digest: Digest, platforms: Sequence[Platform]
+        self, target: Target, head: Descriptor, source_digest: Digest, platforms: Sequence[Platform] | None
     ) -> Digest | None:
-        current = await repository.manifest_get(str(head.digest))
-        if not isinstance(current, ImageIndex):
-            return None
+        """The target digest when the manifest there was made from ``source_digest`` with the same
+        platform filter and transform (read from its annotations), else None."""
+        current = await target.repository.manifest_get(str(head.digest))
         notes = current.annotations
-        made_from = notes.get(SOURCE_DIGEST_ANNOTATION) == str(source_digest)
-        same_filter = notes.get(SOURCE_PLATFORMS_ANNOTATION) == platforms_text(platforms)
-        return head.digest if made_from and same_filter else None
+        transform = target.transform
+        expected = {
+            SOURCE_DIGEST_ANNOTATION: str(source_digest),
+            SOURCE_PLATFORMS_ANNOTATION: platforms_text(platforms) if platforms else None,
+            SOURCE_TRANSFORM_ANNOTATION: None if transform.identity else transform.text(),
+        }
+        same = all(notes.get(key) == value for key, value in expected.items())
+        return head.digest if same else None
 
     # -- fetching ------------------------------------------------------------------------------------
 
@@ -357,14 +396,24 @@ class CopyEngine:
     # -- blobs ---------------------------------------------------------------------------------------
 
     async def _copy_blobs(self, image: _Image, plan: ImagePlan, stale: list[int]) -> None:
-        """Every blob to every stale target, largest first; a slot is taken before each task."""
-        repositories = [image.request.targets[i].repository for i in stale]
+        """Every blob to every stale target that takes it as it is (a target re-encoding a layer
+        gets it from :meth:`_recompress`), largest first; a slot is taken before each task."""
+        targets = image.request.targets
         async with asyncio.TaskGroup() as group:
             for blob in plan.blobs:
                 if all(i in image.failures for i in stale):
                     break  # nothing left to complete: stop reading the source
+                wanted = [
+                    i
+                    for i in stale
+                    if i not in image.failures and not targets[i].transform.recompresses(blob)
+                ]
+                if not wanted:
+                    continue
                 await self._blobs.reserve()
-                group.create_task(self._blob_task(image, blob, stale, repositories))
+                group.create_task(
+                    self._blob_task(image, blob, wanted, [targets[i].repository for i in wanted])
+                )
 
     async def _blob_task(
         self, image: _Image, blob: Descriptor, stale: list[int], repositories: list[Repository]
@@ -379,12 +428,24 @@ class CopyEngine:
         for index, error in report.failures.items():
             image.fail(stale[index], f"blob {blob.digest} to {repositories[index]}: {describe(error)}")
 
+    async def _recompress(
+        self, image: _Image, plan: ImagePlan, plans: dict[int, ImagePlan]
+    ) -> dict[int, ImagePlan]:
+        """Per target its final plan: re-encoded layers brought to the target, manifests naming them."""
+        targets = image.request.targets
+        for i in plans:
+            if any(targets[i].transform.recompresses(b) for b in plan.blobs):
+                image.fail(i, "recompression is not available yet")
+        return plans
+
     # -- manifests -----------------------------------------------------------------------------------
 
-    async def _push_manifests(self, image: _Image, plan: ImagePlan, indexes: list[int]) -> None:
+    async def _push_manifests(self, image: _Image, plans: Mapping[int, ImagePlan]) -> None:
         async with asyncio.TaskGroup() as group:
-            for i in indexes:
-                group.create_task(self._push_target(image, plan, i))
+            for i, plan in plans.items():
+                if i not in image.failures:
+                    image.digest_map.update(plan.digest_map)
+                    group.create_task(self._push_target(image, plan, i))
 
     async def _push_target(self, image: _Image, plan: ImagePlan, index: int) -> None:
         """Children by digest level by level, the root by digest, then the tag."""
