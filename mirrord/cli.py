@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 import os
+import re
+import socket
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -37,6 +39,12 @@ def _default_state_dir() -> str | None:
     return os.environ.get("MIRRORD_STATE_DIR") or os.environ.get("STATE_DIRECTORY") or None
 
 
+SHARD_HELP = (
+    "only the entries of shard K of N; auto/N takes K from the hostname's -ORDINAL suffix "
+    "(a StatefulSet pod NAME-0 is shard 1); default: $MIRRORD_SHARD"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="mirrord", description="Container registry mirroring daemon")
@@ -54,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--dry-run", action="store_true", help="resolve and compare; write nothing")
     sync.add_argument("--entry", action="append", default=[], metavar="NAME", help="only this entry")
     sync.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
-    sync.add_argument("--shard", metavar="K/N", help="only the entries of shard K of N")
+    sync.add_argument("--shard", metavar="K/N", help=SHARD_HELP)
     sync.add_argument("--no-progress", action="store_true", help="no progress bars on a terminal")
     sync.add_argument("--state-dir", default=_default_state_dir(), help=STATE_HELP)
 
     run = sub.add_parser("run", help="the daemon: schedule entries, serve HTTP")
     run.add_argument("-c", "--config", default=None)
-    run.add_argument("--shard", metavar="K/N", help="shard K of N (default: $MIRRORD_SHARD)")
+    run.add_argument("--shard", metavar="K/N", help=SHARD_HELP)
     run.add_argument("--grace", type=float, default=30.0, help="seconds copies may finish at shutdown")
     run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
     run.add_argument("--state-dir", default=_default_state_dir(), help=STATE_HELP)
@@ -137,10 +145,39 @@ def _check(path: str) -> int:
     return EXIT_OK
 
 
-def _shard(text: str | None) -> tuple[int, int] | None:
+_ORDINAL = re.compile(r"-(\d+)$")
+
+
+def resolve_shard(text: str | None, hostname: str | None = None) -> tuple[int, int] | None:
+    """``K/N`` -> (K, N); ``auto/N`` -> (ordinal + 1, N) with the ordinal taken from ``hostname``'s
+    ``-ORDINAL`` suffix (a StatefulSet pod ``mirrord-2`` is shard 3); None/empty -> None (no sharding).
+
+    ``hostname`` defaults to ``$HOSTNAME``, else the system's host name (a pod's is its name). Raises
+    ValueError when the text is malformed, the hostname has no ordinal, or the ordinal is >= N (more
+    replicas than shards would leave a pod idle and is a configuration error, not something to hide).
+    """
     from mirrord.sync import parse_shard
 
-    return parse_shard(text) if text else None
+    if not text:
+        return None
+    mode, sep, count = text.partition("/")
+    if mode != "auto":
+        return parse_shard(text)
+    if not sep or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"shard {text!r} is not auto/N")
+    host = hostname if hostname is not None else (os.environ.get("HOSTNAME") or socket.gethostname())
+    match = _ORDINAL.search(host)
+    if match is None:
+        raise ValueError(f"shard {text!r}: hostname {host!r} has no -ORDINAL suffix (not a StatefulSet pod?)")
+    ordinal, n = int(match.group(1)), int(count)
+    if ordinal >= n:
+        raise ValueError(f"shard {text!r}: pod ordinal {ordinal} needs N > {ordinal} (replicas > shards?)")
+    return ordinal + 1, n
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    # The flag wins; otherwise $MIRRORD_SHARD, which a StatefulSet sets to auto/N for every pod.
+    return resolve_shard(text or os.environ.get("MIRRORD_SHARD"))
 
 
 def _bus(fmt: LogFormat, verbose: bool, stack: ExitStack, progress: bool) -> EventBus:
@@ -257,7 +294,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from mirrord.service import Service
 
     try:
-        shard = _shard(args.shard or os.environ.get("MIRRORD_SHARD"))
+        shard = _shard(args.shard)
         listen = None
         if args.listen:
             host, _, port = args.listen.rpartition(":")
