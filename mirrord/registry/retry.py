@@ -66,3 +66,16 @@ def parse_ratelimit_remaining(value: str | None) -> float | None:
         return float(value.split(";", 1)[0].strip())
     except ValueError:
         return None
+
+
+def parse_ratelimit_window(value: str | None) -> float | None:
+    """The window in seconds of a ``ratelimit-remaining`` header (``100;w=21600`` -> 21600.0)."""
+    for part in (value or "").split(";")[1:]:
+        name, _, number = part.strip().partition("=")
+        if name.strip().lower() == "w":
+            try:
+                window = float(number.strip())
+            except ValueError:
+                return None
+            return window if window > 0 else None
+    return None

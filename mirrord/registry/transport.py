@@ -13,7 +13,6 @@ repository of the *same* registry must not wait for the upload's slot while hold
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl
 import time
@@ -25,8 +24,9 @@ from asyncio_throttle.throttler import Throttler
 
 from mirrord import __version__
 from mirrord.events import Event, EventBus, HttpRequestDone, RateLimitObserved
+from mirrord.registry.adaptive import AdaptiveConcurrency, QuotaPacer
 from mirrord.registry.errors import TransportError
-from mirrord.registry.retry import parse_ratelimit_remaining
+from mirrord.registry.retry import parse_ratelimit_remaining, parse_ratelimit_window
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -70,10 +70,13 @@ def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
 
 
 class HostLimits:
-    """The request budget of one registry: a rate limiter (optional) and a concurrency cap."""
+    """The request budget of one registry: a rate limiter (optional), a quota pacer and an
+    adaptive concurrency cap (AIMD between 1 and ``max_connections``, see
+    :mod:`mirrord.registry.adaptive`)."""
 
     def __init__(self, max_connections: int, requests_per_second: float | None) -> None:
-        self.semaphore = asyncio.Semaphore(max(1, max_connections))
+        self.concurrency = AdaptiveConcurrency(max_connections)
+        self.pacer = QuotaPacer()
         self.throttler: Throttler | None = None
         if requests_per_second is not None and requests_per_second > 0:
             # Throttler counts whole requests per period: allow int(rps) per int(rps)/rps seconds,
@@ -82,14 +85,27 @@ class HostLimits:
             self.throttler = Throttler(rate_limit=burst, period=burst / requests_per_second)
 
     async def acquire(self) -> None:
-        """Wait for the rate limiter, then for a free slot."""
+        """Wait for the rate limiter and the quota pacer, then for a free slot."""
         if self.throttler is not None:
             await self.throttler.acquire()  # type: ignore[no-untyped-call]
-        await self.semaphore.acquire()
+        await self.pacer.wait()
+        await self.concurrency.acquire()
 
     def release(self) -> None:
         """Give the slot back."""
-        self.semaphore.release()
+        self.concurrency.release()
+
+    def answered(self, status: int, headers: Mapping[str, str]) -> None:
+        """Adapt to a response: 429 halves the concurrency, any other answer grows it slowly;
+        a ``ratelimit-remaining`` header feeds the pacer."""
+        if status == 429:
+            self.concurrency.throttled()
+        else:
+            self.concurrency.succeeded()
+        header = headers.get("ratelimit-remaining")
+        remaining = parse_ratelimit_remaining(header)
+        if remaining is not None:
+            self.pacer.observe(remaining, parse_ratelimit_window(header))
 
 
 class Transport:
@@ -117,6 +133,7 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._limits: dict[str, HostLimits] = {}
         self._ssl: dict[TLSSettings, ssl.SSLContext] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def __aenter__(self) -> Transport:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -159,6 +176,21 @@ class Transport:
     def forget_limits(self, host: str) -> None:
         """Drop the limits of ``host`` so new settings take effect (plan reload)."""
         self._limits.pop(host, None)
+
+    def timeout_for(self, settings: RegistrySettings) -> aiohttp.ClientTimeout:
+        """The session's timeouts, with ``settings.stall_timeout`` (when set) as the read timeout:
+        a response that moves no bytes that long fails with TransportError and is retried."""
+        stall = settings.stall_timeout
+        if stall is None:
+            return self.timeout
+        timeout = self._timeouts.get(stall)
+        if timeout is None:
+            base = self.timeout
+            timeout = aiohttp.ClientTimeout(
+                total=base.total, connect=base.connect, sock_connect=base.sock_connect, sock_read=stall
+            )
+            self._timeouts[stall] = timeout
+        return timeout
 
     def ssl_for(self, tls: TLSSettings) -> ssl.SSLContext:
         """The cached SSL context for ``tls``."""
@@ -217,6 +249,7 @@ class Transport:
                 data=data,
                 allow_redirects=False,
                 ssl=self.ssl_for(tls) if url.startswith("https:") else True,
+                timeout=self.timeout_for(settings),
             )
         except NETWORK_ERRORS as exc:
             self.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
@@ -224,6 +257,7 @@ class Transport:
                 f"{method} {settings.host}: {describe_network_error(exc)}", registry=settings.host
             ) from exc
         self.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
+        self.limits_for(settings).answered(response.status, response.headers)
         remaining = parse_ratelimit_remaining(response.headers.get("ratelimit-remaining"))
         if remaining is not None:
             self.emit(RateLimitObserved(settings.host, remaining))
