@@ -53,6 +53,8 @@ def _registry(settings: RegistrySettings) -> dict[str, Any]:
     out["max_connections"] = settings.max_connections
     if settings.chunk_size is not None:
         out["chunk_size"] = settings.chunk_size
+    if settings.stall_timeout is not None:
+        out["stall_timeout"] = settings.stall_timeout
     return out
 
 

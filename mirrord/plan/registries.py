@@ -12,7 +12,7 @@ from mirrord.registry.settings import CredentialSpec, RegistrySettings, TLSSetti
 
 log = logging.getLogger(__name__)
 
-REGISTRY_KEYS = ("tls", "auth", "requests_per_second", "max_connections", "chunk_size")
+REGISTRY_KEYS = ("tls", "auth", "requests_per_second", "max_connections", "chunk_size", "stall_timeout")
 TLS_KEYS = ("verify", "ca_file", "client_cert", "client_key")
 AUTH_KEYS = ("username", "password_file", "password_env", "password", "docker_config")
 SERVER_KEYS = ("listen", "trigger_token_file")
@@ -86,10 +86,12 @@ def _registry(host: str, value: Value, origins: dict[str, int]) -> RegistrySetti
         max_conn = fields["max_connections"].integer(minimum=1)
     if "chunk_size" in fields and not fields["chunk_size"].is_null:
         chunk = fields["chunk_size"].size()
+    stall = fields["stall_timeout"].duration() if "stall_timeout" in fields else None
     _track(value, fields, origins)
     return RegistrySettings(
-        host=host, tls=tls, auth=auth, requests_per_second=rps, max_connections=max_conn, chunk_size=chunk
-    )
+        host=host, tls=tls, auth=auth, requests_per_second=rps, max_connections=max_conn, chunk_size=chunk,
+        stall_timeout=stall,
+    )  # fmt: skip
 
 
 def _track(value: Value, fields: dict[str, Value], origins: dict[str, int]) -> None:

@@ -48,6 +48,8 @@ class RegistrySettings:
     max_connections: int = 16
     #: Chunked upload (PATCH) part size in bytes; None means monolithic POST+PUT.
     chunk_size: int | None = None
+    #: Seconds a transfer may move no bytes before it is aborted and retried; None: the transport's.
+    stall_timeout: float | None = None
 
 
 def default_settings(host: str) -> RegistrySettings:
