@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian tools mirrord's tests, demo and benchmark drive:
-#   docker-registry (the reference registry), skopeo, oci-image-tool, prometheus (promtool + server).
+#   docker-registry (the reference registry), skopeo, oci-image-tool, prometheus (promtool + server),
+#   systemd (systemd-analyze, which checks deploy/systemd/mirrord.service).
 # With --python-venv, also the python3-venv package (the Makefile asks for it when `python3 -m venv`
 # or ensurepip is missing).
 #
@@ -20,7 +21,7 @@ done
 
 # tool -> Debian package
 tools=(docker-registry:docker-registry skopeo:skopeo oci-image-tool:oci-image-tool
-       promtool:prometheus prometheus:prometheus)
+       promtool:prometheus prometheus:prometheus systemd-analyze:systemd)
 
 missing=()
 add_missing() {
