@@ -14,7 +14,7 @@ want_venv=0
 for arg in "$@"; do
     case "$arg" in
         --python-venv) want_venv=1 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "install-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
