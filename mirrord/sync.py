@@ -19,6 +19,7 @@ from typing import Any, Literal
 from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
+from mirrord.copy.recompress import ConversionMap
 from mirrord.events import EventBus
 from mirrord.oci import Reference
 from mirrord.plan import Entry, Plan, TargetConfig
@@ -84,16 +85,20 @@ class SyncRunner:
         events: EventBus | None = None,
         limits: Limits | None = None,
         locations: LocationCache | None = None,
+        conversions: ConversionMap | None = None,
     ) -> None:
         self.plan = plan
         self.registries = registries
         self.events = events or EventBus()
         self.limits = limits or Limits()
         self.locations = locations
+        self.conversions = conversions if conversions is not None else _conversions_beside(locations)
 
     def new_engine(self) -> CopyEngine:
         """A fresh engine: one per pass, so dedup spans every entry of the pass."""
-        return CopyEngine(limits=self.limits, events=self.events, locations=self.locations)
+        return CopyEngine(
+            limits=self.limits, events=self.events, locations=self.locations, conversions=self.conversions
+        )
 
     async def run_pass(
         self, entries: Sequence[Entry] | None = None, *, dry_run: bool = False
@@ -352,6 +357,15 @@ def shard_entries(entries: Iterable[Entry], shard: tuple[int, int] | None) -> li
         return list(entries)
     k, n = shard
     return [e for e in entries if shard_of(e.name, n) == k]
+
+
+def _conversions_beside(locations: LocationCache | None) -> ConversionMap:
+    """The re-encoded layer map, kept in ``conversions.json`` next to the location cache's state file
+    (in memory when it has none), so later runs skip recompression already done."""
+    state = locations.state_file if locations is not None else None
+    conversions = ConversionMap(state.parent / "conversions.json" if state is not None else None)
+    conversions.load()
+    return conversions
 
 
 def open_location_cache(state_dir: str | None) -> LocationCache:

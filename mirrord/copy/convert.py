@@ -52,6 +52,11 @@ class Transform:
         """True when nothing is changed (digests preserved)."""
         return self.format == "keep" and self.compression == "keep"
 
+    @property
+    def codec(self) -> Literal["zstd", "gzip"] | None:
+        """The compression layers are re-encoded to, None for ``keep``."""
+        return None if self.compression == "keep" else self.compression
+
     def text(self) -> str:
         """Canonical text stored in :data:`SOURCE_TRANSFORM_ANNOTATION`."""
         return f"format={self.format},compression={self.compression}"

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from mirrord.copy.blobs import BlobTransfers
 from mirrord.copy.convert import (
     SOURCE_TRANSFORM_ANNOTATION,
-    Compression,
-    Transform,
     placeholder_layers,
     transform_plan,
 )
@@ -46,9 +46,11 @@ from mirrord.copy.planner import (
     platforms_text,
     select_children,
 )
+from mirrord.copy.recode import LayerRecoder
+from mirrord.copy.recompress import ConversionMap
+from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
 from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
-from mirrord.oci.convert import Format
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError
 
@@ -57,64 +59,6 @@ __all__ = ["DEFAULT_LIMITS", "CopyEngine", "CopyRequest", "CopyResult", "Locatio
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMITS = Limits()
-Outcome = Literal["copied", "unchanged", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where to copy: a repository, and the tag to set there (None = push by digest only).
-
-    ``format`` (keep|oci|docker) and ``compression`` (keep|zstd|gzip) rewrite what this target gets
-    (:mod:`mirrord.copy.convert`); ``artifacts`` also copies signatures, attestations and referrers
-    of every manifest copied (:mod:`mirrord.copy.artifacts`).
-    """
-
-    repository: Repository
-    tag: str | None
-    format: Format = "keep"
-    compression: Compression = "keep"
-    artifacts: bool = False
-
-    @property
-    def transform(self) -> Transform:
-        """The format/compression transform of this target (UnconvertibleManifest when impossible)."""
-        return Transform(self.format, self.compression)
-
-
-@dataclass(frozen=True, slots=True)
-class CopyRequest:
-    """One source reference (tag or ``sha256:...``) to copy to every target.
-
-    ``platforms`` None (or empty) copies every instance of an index; otherwise only matching
-    instances (and their attestations), rewriting the index. ``force`` skips the unchanged check.
-    """
-
-    source: Repository
-    reference: str
-    targets: tuple[Target, ...]
-    platforms: tuple[Platform, ...] | None = None
-    entry: str = ""
-    include_foreign: bool = False
-    force: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class CopyResult:
-    """What happened to one request.
-
-    ``target_digests`` maps ``str(target repository)`` to the root digest there (targets that
-    completed or were already up to date); ``digest_map`` old -> new for rewritten manifests;
-    ``bytes`` the blob bytes read from the source for this image; ``error`` says why it failed.
-    """
-
-    source: str
-    reference: str
-    outcome: Outcome
-    source_digest: Digest | None
-    target_digests: Mapping[str, Digest]
-    digest_map: Mapping[Digest, Digest]
-    bytes: int
-    error: str | None
 
 
 @dataclass(slots=True)
@@ -153,7 +97,9 @@ class CopyEngine:
     ``limits`` bound images, blob streams and manifest requests engine-wide; ``events`` receives
     ImageStarted/ImageDone/ImageFailed, BlobDone, TransferStarted/Finished and ManifestPushed;
     ``locations`` (which may outlive the pass) suggests repositories to mount blobs from, and is
-    saved after each :meth:`copy_many` when it has a state file.
+    saved after each :meth:`copy_many` when it has a state file; so is ``conversions``, the map of
+    layers already re-encoded (source digest, codec) -> digest. Re-encoded layers are spooled in
+    ``spool_dir`` (default: the system temporary directory); ``recoder.stats`` counts the work.
     """
 
     def __init__(
@@ -162,10 +108,20 @@ class CopyEngine:
         limits: Limits = DEFAULT_LIMITS,
         events: EventBus | None = None,
         locations: LocationCache | None = None,
+        conversions: ConversionMap | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         self.limits = limits
         self.events = events or EventBus()
         self.locations = locations if locations is not None else LocationCache()
+        self.conversions = conversions if conversions is not None else ConversionMap()
+        self.recoder = LayerRecoder(
+            conversions=self.conversions,
+            locations=self.locations,
+            events=self.events,
+            spool_dir=spool_dir,
+            threads=min(2, os.cpu_count() or 1),
+        )
         self._blobs = BlobTransfers(limits=limits, events=self.events, locations=self.locations)
         self._images = asyncio.Semaphore(limits.images)
         self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
@@ -183,6 +139,7 @@ class CopyEngine:
                     tasks.append(group.create_task(self._copy_with_slot(request)))
         finally:
             self._save_locations()
+            self._save_conversions()
         return [task.result() for task in tasks]
 
     async def copy(self, request: CopyRequest) -> CopyResult:
@@ -432,11 +389,17 @@ class CopyEngine:
         self, image: _Image, plan: ImagePlan, plans: dict[int, ImagePlan]
     ) -> dict[int, ImagePlan]:
         """Per target its final plan: re-encoded layers brought to the target, manifests naming them."""
-        targets = image.request.targets
-        for i in plans:
-            if any(targets[i].transform.recompresses(b) for b in plan.blobs):
-                image.fail(i, "recompression is not available yet")
-        return plans
+        request = image.request
+        work = {
+            i: (request.targets[i].transform, request.targets[i].repository)
+            for i in plans
+            if i not in image.failures
+        }
+        done = await self.recoder.apply(request.source, plan, work, slots=self._blobs, entry=request.entry)
+        image.bytes += done.pulled
+        for i, error in done.failures.items():
+            image.fail(i, f"recompression for {request.targets[i].repository}: {describe(error)}")
+        return {**plans, **done.plans}
 
     # -- manifests -----------------------------------------------------------------------------------
 
@@ -444,8 +407,26 @@ class CopyEngine:
         async with asyncio.TaskGroup() as group:
             for i, plan in plans.items():
                 if i not in image.failures:
-                    image.digest_map.update(plan.digest_map)
+                    self._log_rewrites(image, plan, image.request.targets[i])
                     group.create_task(self._push_target(image, plan, i))
+
+    def _log_rewrites(self, image: _Image, plan: ImagePlan, target: Target) -> None:
+        """Log old -> new for manifests a conversion rewrote (the filter's were logged when planned)."""
+        for old, new in plan.digest_map.items():
+            if image.digest_map.get(old) == new:
+                continue
+            image.digest_map[old] = new
+            fields = {"entry": image.request.entry, "image": image.display, "from": str(old), "to": str(new)}
+            log.info(
+                "manifest rewritten for the target",
+                extra={
+                    "fields": {
+                        **fields,
+                        "target": str(target.repository),
+                        "transform": target.transform.text(),
+                    }
+                },
+            )
 
     async def _push_target(self, image: _Image, plan: ImagePlan, index: int) -> None:
         """Children by digest level by level, the root by digest, then the tag."""
@@ -493,6 +474,13 @@ class CopyEngine:
             return await self.copy(request)
         finally:
             self._images.release()
+
+    def _save_conversions(self) -> None:
+        try:
+            self.conversions.save()
+        except OSError as exc:
+            # Only saves work in later passes: they re-encode instead.
+            log.warning("conversion map not saved", extra={"fields": {"error": str(exc)}})
 
     def _save_locations(self) -> None:
         try:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
+from mirrord.copy.recompress import ConversionMap
 from mirrord.events import EventBus
 from mirrord.oci import Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
@@ -83,3 +87,52 @@ async def test_docker_list_to_oci_and_back_is_pullable_with_configs_unchanged(
         source = f"docker://{plain_registry.ref(f'{name}-{suffix}:1')}"
         skopeo_copy(source, f"oci:{layout}:x", "--all", *plain_registry.skopeo_flags("src"))
         assert (layout / "index.json").exists()
+
+
+def _layout_blob(layout: Path, digest: Digest) -> bytes:
+    return (layout / "blobs" / digest.algorithm / digest.encoded).read_bytes()
+
+
+async def test_zstd_target_is_pullable_and_second_pass_does_no_recompression(
+    plain_registry: RegistryServer, unique_repo: str, tmp_path: Path
+) -> None:
+    name = unique_repo
+    image = sample_image(name, kind="docker-list", platforms=PLATFORMS, layer_size=100_000)
+    conversions = ConversionMap(tmp_path / "conversions.json")
+    async with open_hub(plain_registry) as hub:
+        await push_sample(repo(hub, plain_registry, name), image, "1")
+        request = CopyRequest(
+            source=repo(hub, plain_registry, name),
+            reference="1",
+            targets=(Target(repo(hub, plain_registry, f"{name}-zstd"), "1", compression="zstd"),),
+        )
+        first_engine = CopyEngine(conversions=conversions)
+        (first,) = await first_engine.copy_many([request])  # saves the conversion map
+        assert first.outcome == "copied", first.error
+        assert len(ConversionMap.loaded(tmp_path / "conversions.json")) == 4
+        assert first_engine.recoder.stats.layers == 4
+        again_engine = CopyEngine(conversions=conversions)
+        again = await again_engine.copy(dataclasses.replace(request, force=True))
+        assert again.outcome == "copied", again.error
+        assert again_engine.recoder.stats.layers == 0  # forced: every manifest pushed, no layer re-encoded
+        assert again.target_digests == first.target_digests
+        unchanged = await CopyEngine(conversions=conversions).copy(request)
+        assert unchanged.outcome == "unchanged"
+
+    layout = tmp_path / "layout"
+    source = f"docker://{plain_registry.ref(f'{name}-zstd:1')}"
+    skopeo_copy(source, f"oci:{layout}:x", "--all", *plain_registry.skopeo_flags("src"))
+    index = parse_manifest(skopeo_inspect_raw(plain_registry, f"{name}-zstd:1"))
+    assert isinstance(index, ImageIndex)
+    assert index.media_type == mt.OCI_INDEX
+    for entry in index.manifests:
+        manifest = parse_manifest(_layout_blob(layout, entry.digest))
+        assert isinstance(manifest, ImageManifest)
+        diff_ids = json.loads(_layout_blob(layout, manifest.config.digest))["rootfs"]["diff_ids"]
+        for layer, diff_id in zip(manifest.layers, diff_ids, strict=True):
+            assert layer.media_type == mt.OCI_LAYER_ZSTD
+            data = _layout_blob(layout, layer.digest)
+            plain = (
+                zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
+            )
+            assert str(Digest.of(plain)) == diff_id

@@ -1,0 +1,321 @@
+"""Streaming layer recompression (gzip <-> zstd) and the map of conversions already done.
+
+:func:`recompress_layer` never holds a layer in memory: the event loop streams the source blob
+(verified against its digest by the stream itself) into a small bounded queue; one worker thread
+decompresses, hashes the uncompressed tar (it must equal the config's diff_id), re-encodes
+(zstd with ``threads`` workers: both cores), hashes the output and writes it to a spool file. The
+compressed digest is only known at the end, so the upload reads the spool afterwards.
+
+Outputs are deterministic (zstd with a fixed level and threads >= 1; gzip from zlib with a zero
+mtime), so re-encoding the same layer twice gives the same digest. :class:`ConversionMap` remembers
+(source digest, compression) -> (digest, size) in memory and, given a path, in a small JSON state
+file, so a later pass only HEADs the converted digest at the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import zstandard
+
+from mirrord.copy.errors import CopyError
+from mirrord.oci import Descriptor, Digest
+from mirrord.registry.base import Repository
+
+log = logging.getLogger(__name__)
+
+Codec = Literal["gzip", "zstd"]
+CHUNK = 1024 * 1024
+#: Chunks buffered between the event loop and the worker thread (bounded memory).
+QUEUE_CHUNKS = 8
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+_EOF = b""
+_FORMAT_VERSION = 1
+
+
+class RecompressionFailed(CopyError):
+    """A layer could not be re-encoded: it did not decompress, or not to its diff_id."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recompressed:
+    """A re-encoded layer in a spool file: its digest and size, and what was read and written."""
+
+    digest: Digest
+    size: int
+    path: Path
+    read: int
+    uncompressed: int
+    seconds: float
+
+
+async def recompress_layer(
+    source: Repository,
+    layer: Descriptor,
+    diff_id: Digest,
+    to: Codec,
+    *,
+    spool_dir: Path | None = None,
+    threads: int = 2,
+) -> Recompressed:
+    """Re-encode ``layer`` of ``source`` as ``to`` into a spool file (the caller deletes it).
+
+    Raises RecompressionFailed when the layer does not decompress to ``diff_id``; registry errors
+    (DigestMismatch included) propagate. The spool file is removed when this raises.
+    """
+    fd, name = tempfile.mkstemp(prefix="mirrord-layer-", dir=spool_dir)
+    os.close(fd)
+    worker = _Worker(_codec_of(layer, to), to, Path(name), threads)
+    started = time.monotonic()
+    try:
+        async with asyncio.TaskGroup() as group:
+            work = group.create_task(asyncio.to_thread(worker.run))
+            group.create_task(_feed(source, layer, worker))
+        digest, size, uncompressed, read = work.result()
+    except BaseException:
+        worker.stop.set()
+        discard(Path(name))
+        raise
+    finally:
+        worker.stop.set()
+    if uncompressed != diff_id:
+        discard(Path(name))
+        raise RecompressionFailed(
+            f"layer {layer.digest} decompresses to {uncompressed}, not its diff_id {diff_id}"
+        )
+    return Recompressed(digest, size, Path(name), read, worker.uncompressed_size, time.monotonic() - started)
+
+
+def discard(path: Path) -> None:
+    """Remove a spool file if it is still there."""
+    path.unlink(missing_ok=True)
+
+
+def _codec_of(layer: Descriptor, to: Codec) -> Codec:
+    return "zstd" if to == "gzip" else "gzip"
+
+
+async def _feed(source: Repository, layer: Descriptor, worker: _Worker) -> None:
+    try:
+        async with source.blob_open(layer.digest) as stream:
+            async for chunk in stream:
+                await worker.put(chunk)
+        await worker.put(_EOF)
+    except BaseException as exc:
+        worker.fail(exc)
+        raise
+
+
+class _Worker:
+    """Decompress, hash, re-encode and spool in one thread, fed through a bounded queue."""
+
+    def __init__(self, source_codec: Codec, to: Codec, spool: Path, threads: int) -> None:
+        self.queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=QUEUE_CHUNKS)
+        self.stop = threading.Event()
+        self.source_codec = source_codec
+        self.to = to
+        self.spool = spool
+        self.threads = threads
+        self.uncompressed_size = 0
+
+    async def put(self, item: bytes) -> None:
+        """Queue a chunk (``_EOF`` ends the stream), yielding to the loop while the queue is full."""
+        while True:
+            if self.stop.is_set():
+                raise RecompressionFailed("recompression stopped")
+            try:
+                self.queue.put_nowait(item)
+                return
+            except queue.Full:
+                await asyncio.sleep(0.002)
+
+    def fail(self, error: BaseException) -> None:
+        """Make the worker stop with ``error`` (the feed failed)."""
+        self.stop.set()
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait(error)
+
+    def run(self) -> tuple[Digest, int, Digest, int]:
+        """(output digest, output size, uncompressed digest, bytes read); in a worker thread."""
+        reader = _QueueReader(self)
+        plain = hashlib.sha256()
+        out = hashlib.sha256()
+        size = 0
+        encoder = _encoder(self.to, self.threads)
+        with _decoder(self.source_codec, reader) as decoded, self.spool.open("wb") as spool:
+            while data := decoded.read(CHUNK):
+                plain.update(data)
+                self.uncompressed_size += len(data)
+                size += _write(spool, out, encoder.compress(data))
+            size += _write(spool, out, encoder.flush())
+        return (
+            Digest("sha256", out.hexdigest()),
+            size,
+            Digest("sha256", plain.hexdigest()),
+            reader.read_bytes,
+        )
+
+
+def _write(spool: io.BufferedWriter, hasher: Any, data: bytes) -> int:
+    if data:
+        hasher.update(data)
+        spool.write(data)
+    return len(data)
+
+
+class _Encoder:
+    """compress/flush over zstd or gzip."""
+
+    def __init__(self, compress: Any, flush: Any) -> None:
+        self.compress = compress
+        self.flush = flush
+
+
+def _encoder(to: Codec, threads: int) -> _Encoder:
+    if to == "zstd":
+        obj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=max(1, threads)).compressobj()
+        return _Encoder(obj.compress, obj.flush)
+    deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper, zero mtime
+    return _Encoder(deflate.compress, deflate.flush)
+
+
+def _decoder(codec: Codec, reader: _QueueReader) -> Any:
+    buffered = io.BufferedReader(reader, CHUNK)
+    if codec == "zstd":
+        return zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+    return gzip.GzipFile(fileobj=buffered, mode="rb")  # reads every gzip member
+
+
+class _QueueReader(io.RawIOBase):
+    """A raw reader over the worker's queue; raises the feed's error, stops when told to."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.pending = memoryview(b"")
+        self.ended = False
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the queue; 0 at the end of the stream."""
+        while not self.pending and not self.ended:
+            item = self._get()
+            if isinstance(item, BaseException):
+                raise RecompressionFailed(f"layer read failed: {item}") from item
+            self.ended = item == _EOF
+            self.pending = memoryview(item)
+            self.read_bytes += len(item)
+        count = min(len(buffer), len(self.pending))
+        buffer[:count] = self.pending[:count]
+        self.pending = self.pending[count:]
+        return count
+
+    def _get(self) -> bytes | BaseException:
+        while True:
+            try:
+                return self.worker.queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.worker.stop.is_set():
+                    raise RecompressionFailed("recompression stopped") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A re-encoded layer known from an earlier pass (or earlier in this one)."""
+
+    digest: Digest
+    size: int
+
+
+class ConversionMap:
+    """(source layer digest, codec) -> :class:`Conversion`; in memory, saved to ``state_file`` when
+    given (written atomically). A missing or unreadable file starts empty: the map only saves work."""
+
+    def __init__(self, state_file: Path | None = None) -> None:
+        self.state_file = state_file
+        self._entries: dict[str, Conversion] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @classmethod
+    def loaded(cls, state_file: Path) -> ConversionMap:
+        """A map read from ``state_file`` (empty when missing or unreadable)."""
+        conversions = cls(state_file)
+        conversions.load()
+        return conversions
+
+    def get(self, digest: Digest, codec: Codec) -> Conversion | None:
+        """What ``digest`` became when re-encoded as ``codec``, if known."""
+        return self._entries.get(f"{digest}|{codec}")
+
+    def put(self, digest: Digest, codec: Codec, conversion: Conversion) -> None:
+        """Remember a conversion."""
+        self._entries[f"{digest}|{codec}"] = conversion
+
+    def load(self) -> None:
+        """Read the state file (no-op without one; an unreadable file is logged and ignored)."""
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            data = json.loads(self.state_file.read_text())
+            entries = data["entries"] if data.get("version") == _FORMAT_VERSION else {}
+            self._entries = {
+                key: Conversion(Digest.parse(value["digest"]), int(value["size"]))
+                for key, value in entries.items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning(
+                "conversion map not loaded",
+                extra={"fields": {"path": str(self.state_file), "error": str(exc)}},
+            )
+
+    def save(self) -> None:
+        """Write the state file atomically (no-op without one)."""
+        if self.state_file is None:
+            return
+        entries = {k: {"digest": str(v.digest), "size": v.size} for k, v in self._entries.items()}
+        text = json.dumps({"version": _FORMAT_VERSION, "entries": entries}, separators=(",", ":"))
+        fd, tmp = tempfile.mkstemp(prefix=".conversions-", dir=self.state_file.parent)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, self.state_file)
+
+
+async def spool_upload(target: Repository, done: Recompressed) -> None:
+    """Upload the spooled layer to ``target``, reading the file off the event loop."""
+    # Opened on the loop (a local open is quick): opened in a thread, a cancellation could lose it.
+    handle = _open_spool(done.path)
+    try:
+        await target.blob_put(done.digest, done.size, _chunks(handle))
+    finally:
+        handle.close()
+
+
+def _open_spool(path: Path) -> io.BufferedReader:
+    return path.open("rb")
+
+
+async def _chunks(handle: io.BufferedReader) -> AsyncIterator[bytes]:
+    while data := await asyncio.to_thread(handle.read, CHUNK):
+        yield data
