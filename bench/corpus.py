@@ -55,6 +55,9 @@ class CorpusSpec:
     prefix: str = "bench"
 
     def __post_init__(self) -> None:
+        # Sizes are floats whatever the caller passed, so 16 and 16.0 name the same corpus (key()).
+        object.__setattr__(self, "base_mb", float(self.base_mb))
+        object.__setattr__(self, "app_mb", float(self.app_mb))
         if not 1 <= self.platforms <= len(PLATFORMS):
             raise ValueError(f"platforms must be 1..{len(PLATFORMS)}")
         if self.repos < 1 or self.tags < 1 or self.base_mb < 0 or self.app_mb < 0:

@@ -53,7 +53,7 @@ def test_corpus_shape_shares_base_and_consecutive_tag_layers() -> None:
     assert t1[1] == t0[-1]  # consecutive tags share a layer
     assert t2[1] == t1[-1]
     assert len({t0[-1], t1[-1], t2[-1], other[-1]}) == 4  # each tag brings its own app layer
-    assert spec.key() == CorpusSpec(repos=2, tags=3, platforms=3).key()
+    assert spec.key() == CorpusSpec(repos=2, tags=3, platforms=3, base_mb=16, app_mb=4.0).key()
     assert config_bytes(spec, "r", "1.0.0", 0, ["sha256:a"]) == config_bytes(
         spec, "r", "1.0.0", 0, ["sha256:a"]
     )
