@@ -38,6 +38,7 @@ OCTET_STREAM = "application/octet-stream"
 #: How long cancelling an abandoned upload may take (it is best effort).
 ABANDON_TIMEOUT = 5.0
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_UPLOAD_RANGE_RE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +184,8 @@ class BlobDownload:
                 registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
             ) from cause  # fmt: skip
         delay = policy.backoff(self._resumes)
-        self.repo.client.emit_retry("reset", delay)
+        # A read timeout here means no byte arrived for the stall time (sock_read).
+        self.repo.client.emit_retry("stall" if isinstance(cause, TimeoutError) else "reset", delay)
         log.debug("resuming %s of %s at byte %d", self.digest, self.repo, self._position)
         await self.close()
         await asyncio.sleep(delay)
@@ -333,7 +335,30 @@ async def _put_chunked(
 
 
 async def _patch(repo: HTTPRepository, location: str, part: bytes, start: int, digest: Digest) -> str:
-    """PATCH one part (parts strictly in order); returns the next Location."""
+    """PATCH one part (parts strictly in order), resuming from the registry-reported offset after a
+    retryable failure (the part is in memory); returns the next Location. Bounded by the retry
+    policy's ``upload_attempts`` per part; past that, or when the registry's offset fits neither
+    "before" nor "after" this part, the error goes up and the caller restarts the blob."""
+    policy = repo.client.retry
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await _patch_once(repo, location, part, start, digest)
+        except RegistryError as error:
+            if not error.retryable or attempt >= policy.upload_attempts:
+                raise
+            offset, location = await _resume_point(repo, location, error)
+            if offset == start + len(part):
+                return location  # the part arrived; only its answer was lost
+            if offset != start:
+                raise
+            delay = policy.delay(attempt, getattr(error, "retry_after", None))
+            repo.client.emit_retry("upload", delay)
+            await asyncio.sleep(delay)
+
+
+async def _patch_once(repo: HTTPRepository, location: str, part: bytes, start: int, digest: Digest) -> str:
     headers = {
         "Content-Range": f"{start}-{start + len(part) - 1}",
         "Content-Length": str(len(part)),
@@ -345,6 +370,37 @@ async def _patch(repo: HTTPRepository, location: str, part: bytes, start: int, d
     ) as response:  # fmt: skip
         next_location = response.headers.get("Location")
     return repo.client.url(next_location) if next_location else location
+
+
+async def _resume_point(repo: HTTPRepository, location: str, cause: RegistryError) -> tuple[int, str]:
+    """How many bytes the upload at ``location`` holds (``GET`` -> 204 ``Range: 0-N``) and its
+    current Location; ``cause`` is raised when the registry cannot say."""
+    try:
+        fetched = await repo.client.fetch(
+            "GET", location, scopes=repo.push_scopes, ok=(204,), repository=repo.name
+        )
+    except RegistryError as exc:
+        raise cause from exc
+    offset = upload_offset(fetched.headers.get("Range"))
+    if offset is None:
+        raise cause
+    next_location = fetched.headers.get("Location")
+    return offset, repo.client.url(next_location) if next_location else location
+
+
+def upload_offset(range_header: str | None) -> int | None:
+    """Bytes held by an upload per its status ``Range`` (``0-1023`` -> 1024; ``bytes=0-9`` too).
+
+    ``0-0`` is read as empty: distribution answers it for 0 bytes (and for 1, which a part
+    boundary never is in practice); None when the header is missing or unreadable.
+    """
+    match = _UPLOAD_RANGE_RE.match((range_header or "").strip())
+    if match is None:
+        return None
+    first, last = int(match.group(1)), int(match.group(2))
+    if first != 0:
+        return None
+    return 0 if last == 0 else last + 1
 
 
 async def _abandon(repo: HTTPRepository, session: HTTPUploadSession) -> None:
