@@ -67,7 +67,8 @@ async def test_sync_survives_resets_503s_and_429s(
     # A reset download is resumed with Range ("reset"); a failed part is resent from the offset the
     # registry reports ("upload"). A source read abandoned with a failed upload needs no resume of
     # its own, so injected resets and "reset" retries are not one to one.
-    assert retries.get("reset", 0) > 0 and retries.get("upload", 0) > 0, retries
+    assert retries.get("reset", 0) > 0, retries
+    assert retries.get("upload", 0) > 0, retries
     assert retries.get("5xx", 0) + retries.get("429", 0) > 0, retries
     manifests = assert_identical(plain_registry, target, unique_repo, images)
     print(
@@ -122,6 +123,7 @@ async def test_flipped_byte_fails_exactly_one_image(
     assert flip.triggered >= 1
     report = {i["source"].rsplit(":", 1)[1]: i for i in read_report(tmp_path / "report.json")}
     assert {tag: i["result"] for tag, i in report.items()} == {"f1": "copied", "f2": "failed", "f3": "copied"}
-    assert "digest" in report["f2"]["error"].lower() and only_f2[0] in report["f2"]["error"]
+    assert "digest" in report["f2"]["error"].lower()
+    assert only_f2[0] in report["f2"]["error"]
     assert await tags_at(target.host, unique_repo) == ["f1", "f3"]
     assert_identical(plain_registry, target, unique_repo, ["f1", "f3"])
