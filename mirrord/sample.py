@@ -321,3 +321,75 @@ async def push_sample(repo: Repository, image: SampleImage, tag: str | None = No
 def children_of(manifest: AnyManifest) -> tuple[Digest, ...]:
     """Digests an index refers to (empty for an image manifest); handy for checks on samples."""
     return tuple(d.digest for d in manifest.manifests) if isinstance(manifest, ImageIndex) else ()
+
+
+# -- signatures and referrers (additive: cosign-style tags and OCI referrers) ----------------------
+
+#: Cosign's tag suffixes, and the layer media type of each kind of cosign artifact.
+COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+COSIGN_SIGNATURE = "application/vnd.dev.cosign.simplesigning.v1+json"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+SPDX_JSON = "text/spdx+json"
+REFERRER_TYPE = "application/vnd.mirrord.sample.signature.v1"
+_COSIGN_LAYER_TYPES = {".sig": COSIGN_SIGNATURE, ".att": DSSE_ENVELOPE, ".sbom": SPDX_JSON}
+
+
+def cosign_tag(subject: Digest, suffix: str = "") -> str:
+    """Cosign's (and the OCI referrers fallback's, with no suffix) tag for ``subject``:
+    ``sha256-<hex>`` + ``.sig`` / ``.att`` / ``.sbom``."""
+    return f"{subject.algorithm}-{subject.encoded}{suffix}"
+
+
+def sample_cosign(subject: AnyManifest, suffix: str, *, seed: int = 0) -> SampleImage:
+    """A cosign-style artifact for ``subject`` (pushed under :func:`cosign_tag` ``(digest, suffix)``):
+    an OCI image manifest whose one layer is a signature payload (``.sig``), a DSSE envelope
+    (``.att``) or an SPDX document (``.sbom``); no ``subject`` field, like cosign's tag scheme."""
+    if suffix not in _COSIGN_LAYER_TYPES:
+        raise ValueError(f"suffix must be one of {COSIGN_SUFFIXES}, not {suffix!r}")
+    b = _Builder(f"cosign{suffix}", seed, None, 1, 0, _compact)
+    payload = _compact({"critical": {"image": {"docker-manifest-digest": str(subject.digest)}}, "seed": seed})
+    notes = {"dev.cosignproject.cosign/signature": f"c2lnbmF0dXJl{seed}"} if suffix == ".sig" else {}
+    config = _compact({"architecture": "", "os": "", "config": {},
+                       "rootfs": {"type": "layers", "diff_ids": [str(Digest.of(payload))]}})  # fmt: skip
+    obj = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": b.blob(mt.OCI_CONFIG, config),
+        "layers": [b.blob(_COSIGN_LAYER_TYPES[suffix], payload, annotations=notes)],
+    }
+    b.manifest(obj, mt.OCI_MANIFEST)
+    return SampleImage(root=b.manifests[-1], manifests=tuple(b.manifests), blobs=dict(b.blobs))
+
+
+def sample_referrer(
+    subject: AnyManifest, *, artifact_type: str = REFERRER_TYPE, seed: int = 0
+) -> SampleImage:
+    """An OCI 1.1 artifact manifest referring to ``subject`` (its ``subject`` field set), with
+    ``artifact_type``, an empty config and one small layer."""
+    b = _Builder("referrer", seed, None, 1, 0, _compact)
+    data = _compact({"signed": str(subject.digest), "seed": seed})
+    obj = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": b.blob(mt.OCI_EMPTY, _EMPTY_JSON),
+        "layers": [b.blob("application/json", data)],
+        "subject": {"mediaType": subject.media_type, "digest": str(subject.digest), "size": subject.size},
+    }
+    b.manifest(obj, mt.OCI_MANIFEST)
+    return SampleImage(root=b.manifests[-1], manifests=tuple(b.manifests), blobs=dict(b.blobs))
+
+
+def referrers_index(referrers: Sequence[AnyManifest]) -> AnyManifest:
+    """The OCI referrers fallback index (pushed under ``cosign_tag(subject)``) listing ``referrers``
+    with their ``artifactType`` and annotations, as the spec's fallback procedure writes it."""
+    entries = []
+    for manifest in referrers:
+        entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(manifest.digest),
+                                 "size": manifest.size}  # fmt: skip
+        if manifest.artifact_type:
+            entry["artifactType"] = manifest.artifact_type
+        if manifest.annotations:
+            entry["annotations"] = dict(manifest.annotations)
+        entries.append(entry)
+    return parse_manifest(_compact({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries}))

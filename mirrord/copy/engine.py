@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mirrord.copy.artifacts import ArtifactReport, Artifacts, artifact_views
 from mirrord.copy.blobs import BlobTransfers
 from mirrord.copy.convert import (
     SOURCE_TRANSFORM_ANNOTATION,
@@ -72,6 +73,14 @@ class _Image:
     digest_map: dict[Digest, Digest] = field(default_factory=dict)
     bytes: int = 0
     failures: dict[int, str] = field(default_factory=dict)
+    plans: dict[int, ImagePlan] = field(default_factory=dict)
+    source_tree: set[Digest] = field(default_factory=set)
+    artifacts: ArtifactReport = field(default_factory=ArtifactReport)
+
+    @property
+    def errors(self) -> list[str]:
+        """Every failure: per target in target order, then the artifacts'."""
+        return [self.failures[i] for i in sorted(self.failures)] + self.artifacts.failures
 
     def fail(self, index: int, message: str) -> None:
         """Record the first failure of target ``index``."""
@@ -88,6 +97,8 @@ class _Image:
             digest_map=dict(self.digest_map),
             bytes=self.bytes,
             error=error,
+            artifacts=tuple(self.artifacts.copied),
+            dropped_signatures=tuple(self.artifacts.dropped),
         )
 
 
@@ -125,6 +136,7 @@ class CopyEngine:
         self._blobs = BlobTransfers(limits=limits, events=self.events, locations=self.locations)
         self._images = asyncio.Semaphore(limits.images)
         self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
+        self._artifacts = Artifacts(self._copy_quiet)
 
     # -- public API ----------------------------------------------------------------------------------
 
@@ -152,8 +164,8 @@ class CopyEngine:
             outcome = await self._copy(image)
         except Exception as exc:
             return self._failed(image, describe(exc), exc)
-        if image.failures:
-            return self._failed(image, "; ".join(image.failures[i] for i in sorted(image.failures)))
+        if image.errors:
+            return self._failed(image, "; ".join(image.errors))
         self.events.emit(
             ImageDone(
                 entry=request.entry,
@@ -177,6 +189,30 @@ class CopyEngine:
     # -- one image -----------------------------------------------------------------------------------
 
     async def _copy(self, image: _Image) -> Literal["copied", "unchanged"]:
+        outcome = await self._copy_image(image)
+        request = image.request
+        if any(t.artifacts for t in request.targets) and image.source_digest is not None:
+            subjects, views = artifact_views(
+                request.targets,
+                image.plans,
+                image.source_tree,
+                image.source_digest,
+                image.target_digests,
+                image.failures,
+            )
+            image.artifacts = await self._artifacts.sync(request.source, subjects, views, entry=request.entry)
+        return outcome
+
+    async def _copy_quiet(self, request: CopyRequest) -> CopyResult:
+        """One image without events of its own and without its artifacts (how artifacts are copied)."""
+        image = _Image(request, _display(request))
+        try:
+            outcome = await self._copy_image(image)
+        except Exception as exc:
+            return image.result("failed", describe(exc))
+        return image.result("failed", "; ".join(image.errors)) if image.errors else image.result(outcome)
+
+    async def _copy_image(self, image: _Image) -> Literal["copied", "unchanged"]:
         request = image.request
         stale = list(range(len(request.targets)))
         if not request.force:
@@ -191,6 +227,7 @@ class CopyEngine:
         plans = self._target_plans(image, plan, stale)
         await self._copy_blobs(image, plan, stale)
         plans = await self._recompress(image, plan, plans)
+        image.plans = plans
         await self._push_manifests(image, plans)
         return "copied"
 
@@ -212,6 +249,7 @@ class CopyEngine:
         root = await request.source.manifest_get(reference)
         image.source_digest = root.digest
         children = await self._fetch_children(request.source, root, _filter(request))
+        image.source_tree = {root.digest, *children}
         plan = build_plan(
             root,
             children,

@@ -21,7 +21,8 @@ class Target:
 
     ``format`` (keep|oci|docker) and ``compression`` (keep|zstd|gzip) rewrite what this target gets
     (:mod:`mirrord.copy.convert`); ``artifacts`` also copies signatures, attestations and referrers
-    of every manifest copied (:mod:`mirrord.copy.artifacts`).
+    of every manifest copied (:mod:`mirrord.copy.artifacts`), only those whose type is in
+    ``artifact_types`` when that is set.
     """
 
     repository: Repository
@@ -29,6 +30,7 @@ class Target:
     format: Format = "keep"
     compression: Compression = "keep"
     artifacts: bool = False
+    artifact_types: tuple[str, ...] | None = None
 
     @property
     def transform(self) -> Transform:
@@ -42,6 +44,8 @@ class CopyRequest:
 
     ``platforms`` None (or empty) copies every instance of an index; otherwise only matching
     instances (and their attestations), rewriting the index. ``force`` skips the unchanged check.
+    ``require_signatures`` refuses (fails) a target where any manifest digest would change, so no
+    signature is invalidated.
     """
 
     source: Repository
@@ -51,6 +55,7 @@ class CopyRequest:
     entry: str = ""
     include_foreign: bool = False
     force: bool = False
+    require_signatures: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,9 @@ class CopyResult:
 
     ``target_digests`` maps ``str(target repository)`` to the root digest there (targets that
     completed or were already up to date); ``digest_map`` old -> new for rewritten manifests;
-    ``bytes`` the blob bytes read from the source for this image; ``error`` says why it failed.
+    ``bytes`` the blob bytes read from the source for this image; ``error`` says why it failed;
+    ``artifacts`` the references of artifacts copied or found up to date; ``dropped_signatures``
+    the artifacts not copied because their subject's digest changed at a target.
     """
 
     source: str
@@ -70,3 +77,25 @@ class CopyResult:
     digest_map: Mapping[Digest, Digest]
     bytes: int
     error: str | None
+    artifacts: tuple[str, ...] = ()
+    dropped_signatures: tuple[DroppedSignature, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedSignature:
+    """An artifact (``artifact``: its tag or digest) not copied to ``target`` because its subject
+    ``subject`` became ``replacement`` there."""
+
+    subject: Digest
+    replacement: Digest
+    target: str
+    artifact: str
+
+    def to_json(self) -> dict[str, str]:
+        """For reports and logs: ``{artifact, subject, replacement, target}``."""
+        return {
+            "artifact": self.artifact,
+            "subject": str(self.subject),
+            "replacement": str(self.replacement),
+            "target": self.target,
+        }
