@@ -130,3 +130,15 @@ async def test_auto_shard_without_an_ordinal_is_a_usage_error(tmp_path: Path) ->
     run = await run_cli("sync", "-c", str(plan), "--shard", "auto/2", env={"HOSTNAME": "laptop"})
     assert run.code == 2
     assert "no -ORDINAL suffix" in run.stderr
+
+
+@pytest.mark.integration
+async def test_the_daemon_refuses_more_replicas_than_shards(tmp_path: Path) -> None:
+    # A StatefulSet scaled past N: the extra pod exits 2 (visible as CrashLoopBackOff), never idles.
+    body = "version: 1\nsync:\n  - source: oci:/nonexistent\n    target: oci:/nowhere\n"
+    plan = write_plan(tmp_path / "plan.yaml", body)
+    run = await run_cli(
+        "run", "-c", str(plan), env={"MIRRORD_SHARD": "auto/2", "HOSTNAME": "mirrord-2"}, timeout=30
+    )
+    assert run.code == 2
+    assert "pod ordinal 2" in run.stderr
