@@ -43,6 +43,13 @@ def describe_network_error(exc: BaseException) -> str:
     """A short, secret-free description of a network failure."""
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        reason = (
+            getattr(exc.certificate_error, "verify_message", None) or type(exc.certificate_error).__name__
+        )
+        return f"TLS certificate verification failed ({reason}): trust its CA with tls.ca_file"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed ({type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ClientPayloadError):
