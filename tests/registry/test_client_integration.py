@@ -309,7 +309,7 @@ async def test_stalled_download_resumes_after_the_read_timeout(
         async with FaultProxy(plain_registry.url) as proxy:
             proxy.add_fault("slow", method="GET", path_re=r"/blobs/sha256:", after_bytes=1000, delay=3)
             assert await read_all(repo_at(via(proxy), transport, unique_repo), digest) == data
-    assert any(isinstance(e, RetryScheduled) and e.reason == "reset" for e in events)
+    assert any(isinstance(e, RetryScheduled) and e.reason == "stall" for e in events)
 
 
 async def test_503_with_retry_after_is_retried(
