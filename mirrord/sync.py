@@ -44,10 +44,14 @@ class ImageReport:
     digest_map: dict[str, str] = field(default_factory=dict)
     bytes: int = 0
     error: str | None = None
+    artifacts: list[str] = field(default_factory=list)
+    dropped_signatures: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object written to ``--report`` (no secrets: references and digests only)."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}) or k == "error"}
+        """The JSON object written to ``--report`` (no secrets: references and digests only).
+        ``dropped_signatures`` lists ``{artifact, subject, replacement, target}``: signatures not
+        copied because their subject's digest changed at that target."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, []) or k == "error"}
 
 
 @dataclass(slots=True)
@@ -225,6 +229,7 @@ class SyncRunner:
                     platforms=entry.platforms,
                     entry=entry.name,
                     force=force,
+                    require_signatures=entry.require_signatures,
                 )
             )
         return requests
@@ -331,6 +336,8 @@ def _image_report(entry: str, source_text: str, version: str, result: CopyResult
         digest_map={str(k): str(v) for k, v in result.digest_map.items()},
         bytes=result.bytes,
         error=result.error,
+        artifacts=list(result.artifacts),
+        dropped_signatures=[d.to_json() for d in result.dropped_signatures],
     )
 
 

@@ -10,8 +10,14 @@ Order of work for one image, and why:
    by level through nested indexes), and plan (:mod:`mirrord.copy.planner`).
 3. Blobs, largest first, through :class:`mirrord.copy.blobs.BlobTransfers` (exists / mounted /
    deduplicated / one verified source read teed into every target).
+   A target with ``format``/``compression`` gets its own plan (:mod:`mirrord.copy.convert`),
+   checked before any byte moves; layers it re-encodes come through :mod:`mirrord.copy.recode`
+   instead. ``require_signatures`` refuses a target whose digests would change.
 4. Per target whose blobs all arrived: child manifests by digest (children first), the root by
    digest, and only then the tag, so a tag never points at incomplete content.
+5. Artifacts (targets with ``artifacts``): signatures, attestations, SBOMs and referrers of every
+   manifest copied (of the root when unchanged) through :mod:`mirrord.copy.artifacts`; those whose
+   subject's digest changed at a target are reported as dropped instead.
 
 One engine is one pass: its dedup state (claims) spans every image copied through it. An image that
 fails is reported in its :class:`CopyResult`; nothing but CancelledError is raised.
@@ -30,21 +36,18 @@ from typing import Literal
 from mirrord.copy.artifacts import ArtifactReport, Artifacts, artifact_views
 from mirrord.copy.blobs import BlobTransfers
 from mirrord.copy.convert import (
-    SOURCE_TRANSFORM_ANNOTATION,
     placeholder_layers,
     transform_plan,
 )
 from mirrord.copy.errors import CopyError, ManifestTooDeep
+from mirrord.copy.freshness import check_targets, display
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
 from mirrord.copy.planner import (
     MAX_DEPTH,
-    SOURCE_DIGEST_ANNOTATION,
-    SOURCE_PLATFORMS_ANNOTATION,
     ImagePlan,
     PlannedManifest,
     build_plan,
-    platforms_text,
     select_children,
 )
 from mirrord.copy.recode import LayerRecoder
@@ -53,7 +56,7 @@ from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
 from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
 from mirrord.registry.base import Repository
-from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError
+from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError
 
 __all__ = ["DEFAULT_LIMITS", "CopyEngine", "CopyRequest", "CopyResult", "LocationCache", "Target"]
 
@@ -157,7 +160,7 @@ class CopyEngine:
     async def copy(self, request: CopyRequest) -> CopyResult:
         """Copy one image to every target. Failures come back as outcome ``failed`` with ``error``
         (and are logged); only CancelledError propagates."""
-        image = _Image(request, _display(request))
+        image = _Image(request, display(request))
         targets = tuple(str(t.repository) for t in request.targets)
         self.events.emit(ImageStarted(request.entry, image.display, targets))
         try:
@@ -183,7 +186,7 @@ class CopyEngine:
         """HEAD-only check (plus one small GET at a target holding a rewritten index): True when
         every target is up to date, and the source digest. Raises RegistryError (NotFound when the
         source reference does not exist)."""
-        source_digest, states = await self._check(request)
+        source_digest, states = await check_targets(request)
         return all(state is not None for state in states), source_digest
 
     # -- one image -----------------------------------------------------------------------------------
@@ -205,7 +208,7 @@ class CopyEngine:
 
     async def _copy_quiet(self, request: CopyRequest) -> CopyResult:
         """One image without events of its own and without its artifacts (how artifacts are copied)."""
-        image = _Image(request, _display(request))
+        image = _Image(request, display(request))
         try:
             outcome = await self._copy_image(image)
         except Exception as exc:
@@ -216,7 +219,7 @@ class CopyEngine:
         request = image.request
         stale = list(range(len(request.targets)))
         if not request.force:
-            image.source_digest, states = await self._check(request)
+            image.source_digest, states = await check_targets(request)
             for i, state in enumerate(states):
                 if state is not None:
                     image.target_digests[str(request.targets[i].repository)] = state
@@ -241,6 +244,14 @@ class CopyEngine:
                 plans[i] = transform_plan(plan, transform, placeholder_layers(plan, transform))
             except OCIError as exc:
                 image.fail(i, f"conversion for {image.request.targets[i].repository}: {describe(exc)}")
+                continue
+            if image.request.require_signatures and plans[i].digest_map:
+                changes = ", ".join(f"{old} -> {new}" for old, new in plans[i].digest_map.items())
+                image.fail(
+                    i,
+                    f"{image.request.targets[i].repository}: refused by require_signatures: "
+                    f"digests would change ({changes})",
+                )
         return plans
 
     async def _plan(self, image: _Image) -> ImagePlan:
@@ -289,64 +300,6 @@ class CopyEngine:
             log.debug("image failed", extra={"fields": fields})
         self.events.emit(ImageFailed(request.entry, image.display, error))
         return image.result("failed", error)
-
-    # -- unchanged check -----------------------------------------------------------------------------
-
-    async def _check(self, request: CopyRequest) -> tuple[Digest, list[Digest | None]]:
-        """The source digest, and per target the digest there when it is up to date (else None)."""
-        source_digest = await self._source_digest(request)
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(self._target_state(t, source_digest, request)) for t in request.targets
-            ]
-        return source_digest, [t.result() for t in tasks]
-
-    async def _source_digest(self, request: CopyRequest) -> Digest:
-        if _is_digest(request.reference):
-            return Digest.parse(request.reference)
-        head = await request.source.manifest_head(request.reference)
-        if head is None:
-            raise NotFound(
-                f"{_display(request)} not found",
-                registry=request.source.registry_key,
-                repository=request.source.name,
-                reference=request.reference,
-            )
-        return head.digest
-
-    async def _target_state(
-        self, target: Target, source_digest: Digest, request: CopyRequest
-    ) -> Digest | None:
-        try:
-            head = await target.repository.manifest_head(target.tag or str(source_digest))
-            if head is None or head.digest == source_digest:
-                return None if head is None else head.digest
-            platforms = _filter(request)
-            if platforms is None and target.transform.identity:
-                return None
-            return await self._rewritten_from(target, head, source_digest, platforms)
-        except (RegistryError, OCIError) as exc:
-            # The copy will meet the same target and report what is wrong there.
-            log.debug(
-                "target check failed", extra={"fields": {"target": str(target.repository), "error": str(exc)}}
-            )
-            return None
-
-    async def _rewritten_from(
-        self, target: Target, head: Descriptor, source_digest: Digest, platforms: Sequence[Platform] | None
-    ) -> Digest | None:
-        """The target digest when the manifest there was made from ``source_digest`` with the same
-        platform filter and transform (read from its annotations), else None."""
-        current = await target.repository.manifest_get(str(head.digest))
-        notes = current.annotations
-        transform = target.transform
-        expected = {
-            SOURCE_DIGEST_ANNOTATION: str(source_digest),
-            SOURCE_PLATFORMS_ANNOTATION: platforms_text(platforms) if platforms else None,
-            SOURCE_TRANSFORM_ANNOTATION: None if transform.identity else transform.text(),
-        }
-        same = all(notes.get(key) == value for key, value in expected.items())
-        return head.digest if same else None
 
     # -- fetching ------------------------------------------------------------------------------------
 
@@ -542,12 +495,3 @@ def _leaf(error: BaseException) -> BaseException:
 
 def _filter(request: CopyRequest) -> tuple[Platform, ...] | None:
     return request.platforms or None
-
-
-def _is_digest(reference: str) -> bool:
-    return ":" in reference
-
-
-def _display(request: CopyRequest) -> str:
-    separator = "@" if _is_digest(request.reference) else ":"
-    return f"{request.source}{separator}{request.reference}"

@@ -4,53 +4,23 @@ from __future__ import annotations
 
 from collections import Counter
 
+from copy_signed import put_manifest, signed_source
+
 from mirrord.copy import CopyEngine, CopyRequest, Target
-from mirrord.oci import AnyManifest, ImageIndex, Platform
+from mirrord.oci import ImageIndex, Platform
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.memory import MemoryRegistry, MemoryRepository
 from mirrord.sample import (
     COSIGN_SIGNATURE,
     REFERRER_TYPE,
-    SampleImage,
     cosign_tag,
     push_sample,
     referrers_index,
     sample_cosign,
-    sample_image,
     sample_referrer,
 )
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
-
-
-async def _signed(
-    *, api: bool = False, fallback: bool = True
-) -> tuple[MemoryRepository, dict[str, SampleImage]]:
-    """An index tagged ``1`` with cosign .sig/.att/.sbom, two referrers of the root (listed in the
-    fallback tag unless the source has the API), a referrer of the first referrer, and a .sig of
-    the .sbom: every kind and a chain two deep."""
-    source = MemoryRegistry("src.example", referrers_api=api).repository("app")
-    image = sample_image("app", kind="oci-index", platforms=PLATFORMS)
-    await push_sample(source, image, "1")
-    made: dict[str, SampleImage] = {"image": image}
-    for suffix in (".sig", ".att", ".sbom"):
-        made[suffix] = sample_cosign(image.root, suffix)
-        await push_sample(source, made[suffix], cosign_tag(image.digest, suffix))
-    made["sbom.sig"] = sample_cosign(made[".sbom"].root, ".sig", seed=1)
-    await push_sample(source, made["sbom.sig"], cosign_tag(made[".sbom"].digest, ".sig"))
-    made["ref1"] = sample_referrer(image.root, seed=1)
-    made["ref2"] = sample_referrer(image.root, artifact_type="application/vnd.example.sbom", seed=2)
-    made["ref1.ref"] = sample_referrer(made["ref1"].root, seed=3)
-    for key in ("ref1", "ref2", "ref1.ref"):
-        await push_sample(source, made[key])
-    if fallback and not api:
-        await _put(source, cosign_tag(image.digest), referrers_index([made["ref1"].root, made["ref2"].root]))
-        await _put(source, cosign_tag(made["ref1"].digest), referrers_index([made["ref1.ref"].root]))
-    return source, made
-
-
-async def _put(repo: MemoryRepository, tag: str, manifest: AnyManifest) -> None:
-    await repo.manifest_put(tag, manifest.raw, manifest.media_type)
 
 
 def _request(source: MemoryRepository, *targets: Target, **kw: object) -> CopyRequest:
@@ -62,7 +32,7 @@ async def _raw(repo: MemoryRepository, reference: str) -> bytes:
 
 
 async def test_cosign_tags_and_fallback_referrers_arrive_byte_identical() -> None:
-    source, made = await _signed()
+    source, made = await signed_source()
     target = MemoryRegistry("dst.example").repository("app")
     result = await CopyEngine().copy(_request(source, Target(target, "1", artifacts=True)))
     assert result.outcome == "copied", result.error
@@ -83,7 +53,7 @@ async def test_cosign_tags_and_fallback_referrers_arrive_byte_identical() -> Non
 
 
 async def test_source_referrers_api_and_target_fallback_index() -> None:
-    source, made = await _signed(api=True)
+    source, made = await signed_source(api=True)
     target = MemoryRegistry("dst.example").repository("app")
     result = await CopyEngine().copy(_request(source, Target(target, "1", artifacts=True)))
     assert result.outcome == "copied", result.error
@@ -95,7 +65,7 @@ async def test_source_referrers_api_and_target_fallback_index() -> None:
 
 
 async def test_target_with_referrers_api_gets_no_fallback_tag() -> None:
-    source, made = await _signed()
+    source, made = await signed_source()
     target = MemoryRegistry("dst.example", referrers_api=True).repository("app")
     result = await CopyEngine().copy(_request(source, Target(target, "1", artifacts=True)))
     assert result.outcome == "copied", result.error
@@ -106,12 +76,12 @@ async def test_target_with_referrers_api_gets_no_fallback_tag() -> None:
 
 
 async def test_fallback_index_at_the_target_is_merged_not_replaced() -> None:
-    source, made = await _signed()
+    source, made = await signed_source()
     target = MemoryRegistry("dst.example").repository("app")
     other = sample_referrer(made["image"].root, seed=9)
     await push_sample(target, made["image"], "1")
     await push_sample(target, other)
-    await _put(target, cosign_tag(made["image"].digest), referrers_index([other.root]))
+    await put_manifest(target, cosign_tag(made["image"].digest), referrers_index([other.root]))
     result = await CopyEngine().copy(_request(source, Target(target, "1", artifacts=True)))
     assert result.outcome == "unchanged", result.error
     index = await target.manifest_get(cosign_tag(made["image"].digest))
@@ -120,7 +90,7 @@ async def test_fallback_index_at_the_target_is_merged_not_replaced() -> None:
 
 
 async def test_artifact_types_filter() -> None:
-    source, made = await _signed()
+    source, made = await signed_source()
     target = MemoryRegistry("dst.example").repository("app")
     wanted = Target(target, "1", artifacts=True, artifact_types=(COSIGN_SIGNATURE, REFERRER_TYPE))
     result = await CopyEngine().copy(_request(source, wanted))
@@ -134,7 +104,7 @@ async def test_artifact_types_filter() -> None:
 
 
 async def test_artifacts_off_copies_none() -> None:
-    source, _ = await _signed()
+    source, _ = await signed_source()
     target = MemoryRegistry("dst.example").repository("app")
     result = await CopyEngine().copy(_request(source, Target(target, "1")))
     assert result.outcome == "copied"
@@ -143,7 +113,7 @@ async def test_artifacts_off_copies_none() -> None:
 
 
 async def test_no_op_pass_cost_with_artifacts() -> None:
-    source, _ = await _signed()
+    source, _ = await signed_source()
     target = Target(MemoryRegistry("dst.example").repository("app"), "1", artifacts=True)
     assert (await CopyEngine().copy(_request(source, target))).outcome == "copied"
     source.registry.reset_calls()
@@ -159,7 +129,7 @@ async def test_no_op_pass_cost_with_artifacts() -> None:
 
 
 async def test_signatures_of_rewritten_digests_are_dropped_and_reported() -> None:
-    source, made = await _signed()
+    source, made = await signed_source()
     child = made["image"].manifests[0]  # the amd64 instance keeps its digest under the filter
     child_sig = sample_cosign(child, ".sig", seed=5)
     await push_sample(source, child_sig, cosign_tag(child.digest, ".sig"))
@@ -180,7 +150,7 @@ async def test_signatures_of_rewritten_digests_are_dropped_and_reported() -> Non
 
 
 async def test_conversion_drops_signatures() -> None:
-    source, _ = await _signed()
+    source, _ = await signed_source()
     target = MemoryRegistry("dst.example").repository("app")
     result = await CopyEngine().copy(_request(source, Target(target, "1", format="docker", artifacts=True)))
     assert result.outcome == "copied", result.error

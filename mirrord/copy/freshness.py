@@ -1,0 +1,88 @@
+"""The unchanged check: is every target already up to date with the source? HEADs only, plus one
+small GET at a target holding a rewritten manifest (platform filter, conversion, recompression),
+whose annotations say which source digest, filter and transform it was made from. The source sees
+one HEAD per tag (none for a digest reference), never a GET."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from mirrord.copy.convert import SOURCE_TRANSFORM_ANNOTATION
+from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION, platforms_text
+from mirrord.copy.request import CopyRequest, Target
+from mirrord.oci import Descriptor, Digest, OCIError, Platform
+from mirrord.registry.errors import NotFound, RegistryError
+
+log = logging.getLogger(__name__)
+
+
+async def check_targets(request: CopyRequest) -> tuple[Digest, list[Digest | None]]:
+    """The source digest, and per target the digest there when it is up to date (else None).
+    Raises RegistryError (NotFound when the source reference does not exist)."""
+    source_digest = await source_digest_of(request)
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(target_state(t, source_digest, request)) for t in request.targets]
+    return source_digest, [t.result() for t in tasks]
+
+
+async def source_digest_of(request: CopyRequest) -> Digest:
+    """The digest of the source reference: parsed for a digest, one HEAD for a tag."""
+    if is_digest(request.reference):
+        return Digest.parse(request.reference)
+    head = await request.source.manifest_head(request.reference)
+    if head is None:
+        raise NotFound(
+            f"{display(request)} not found",
+            registry=request.source.registry_key,
+            repository=request.source.name,
+            reference=request.reference,
+        )
+    return head.digest
+
+
+async def target_state(target: Target, source_digest: Digest, request: CopyRequest) -> Digest | None:
+    """The digest at ``target`` when it is up to date with ``source_digest``, else None (also when
+    the target cannot be read: the copy will meet the same problem and report it)."""
+    try:
+        head = await target.repository.manifest_head(target.tag or str(source_digest))
+        if head is None or head.digest == source_digest:
+            return None if head is None else head.digest
+        platforms = request.platforms or None
+        if platforms is None and target.transform.identity:
+            return None
+        return await _rewritten_from(target, head, source_digest, platforms)
+    except (RegistryError, OCIError) as exc:
+        log.debug(
+            "target check failed", extra={"fields": {"target": str(target.repository), "error": str(exc)}}
+        )
+        return None
+
+
+async def _rewritten_from(
+    target: Target, head: Descriptor, source_digest: Digest, platforms: Sequence[Platform] | None
+) -> Digest | None:
+    """The target digest when the manifest there was made from ``source_digest`` with the same
+    platform filter and transform (read from its annotations), else None."""
+    current = await target.repository.manifest_get(str(head.digest))
+    notes = current.annotations
+    transform = target.transform
+    expected = {
+        SOURCE_DIGEST_ANNOTATION: str(source_digest),
+        SOURCE_PLATFORMS_ANNOTATION: platforms_text(platforms) if platforms else None,
+        SOURCE_TRANSFORM_ANNOTATION: None if transform.identity else transform.text(),
+    }
+    same = all(notes.get(key) == value for key, value in expected.items())
+    return head.digest if same else None
+
+
+def is_digest(reference: str) -> bool:
+    """True for a ``algorithm:hex`` reference (a tag has no colon)."""
+    return ":" in reference
+
+
+def display(request: CopyRequest) -> str:
+    """``source:tag`` or ``source@digest``."""
+    separator = "@" if is_digest(request.reference) else ":"
+    return f"{request.source}{separator}{request.reference}"
