@@ -218,6 +218,7 @@ class SyncRunner:
                     format=cfg.format,
                     compression=cfg.compression,
                     artifacts=cfg.artifacts,
+                    artifact_types=cfg.artifact_types,
                 )
                 for cfg, repo in targets
             )

@@ -10,8 +10,9 @@ from mirrord.plan import fields as f
 from mirrord.plan.model import DEFAULT_INTERVAL, DEFAULT_PRUNE_MAX, Compression, Entry, Format, TargetConfig
 from mirrord.plan.nodes import Value
 
-#: Fields an entry and ``defaults`` share, with their parsers. ``format``, ``compression`` and
-#: ``artifacts`` here are the defaults of the entry's targets (a target mapping overrides them).
+#: Fields an entry and ``defaults`` share, with their parsers. ``format``, ``compression``,
+#: ``artifacts`` and ``artifact_types`` here are the defaults of the entry's targets (a target
+#: mapping overrides them).
 SHARED_FIELDS: dict[str, Callable[[Value], Any]] = {
     "target": lambda v: f.parse_targets(v, many=False),
     "targets": lambda v: f.parse_targets(v, many=True),
@@ -25,6 +26,7 @@ SHARED_FIELDS: dict[str, Callable[[Value], Any]] = {
     "format": lambda v: f.parse_choice(v, f.FORMATS),
     "compression": lambda v: f.parse_choice(v, f.COMPRESSIONS),
     "artifacts": Value.boolean,
+    "artifact_types": f.parse_artifact_types,
 }
 ENTRY_KEYS = ("name", "source", *SHARED_FIELDS)
 DEFAULTS_KEYS = (*SHARED_FIELDS, "target_prefix")
@@ -149,6 +151,11 @@ def _targets(
                 format=cast(Format, spec.format or _get(merged, "format", "keep")),
                 compression=cast(Compression, spec.compression or _get(merged, "compression", "keep")),
                 artifacts=spec.artifacts if spec.artifacts is not None else _get(merged, "artifacts", True),
+                artifact_types=(
+                    spec.artifact_types
+                    if spec.artifact_types is not None
+                    else _get(merged, "artifact_types", None)
+                ),
             )
         )
     return tuple(out)

@@ -16,7 +16,7 @@ from mirrord.plan.nodes import Value
 from mirrord.plan.registries import normalise_host
 from mirrord.tags import SemverRange, TagFilter
 
-TARGET_KEYS = ("ref", "format", "compression", "artifacts")
+TARGET_KEYS = ("ref", "format", "compression", "artifacts", "artifact_types")
 TAGS_KEYS = ("include", "exclude", "semver", "latest")
 FORMATS = ("keep", "oci", "docker")
 COMPRESSIONS = ("keep", "zstd", "gzip")
@@ -49,6 +49,7 @@ class TargetSpec:
     compression: str | None
     artifacts: bool | None
     value: Value
+    artifact_types: tuple[str, ...] | None = None
 
 
 def split_layout(text: str) -> tuple[str, str | None, str | None]:
@@ -92,7 +93,7 @@ def parse_source(value: Value) -> Source:
 
 
 def parse_target(value: Value) -> TargetSpec:
-    """A target: a reference string, or ``{ref, format, compression, artifacts}``."""
+    """A target: a reference string, or ``{ref, format, compression, artifacts, artifact_types}``."""
     if not value.is_mapping:
         if value.kind != "a string":
             raise value.expected("a reference or a mapping with ref:")
@@ -106,7 +107,19 @@ def parse_target(value: Value) -> TargetSpec:
         parse_choice(fields["format"], FORMATS) if "format" in fields else None,
         parse_choice(fields["compression"], COMPRESSIONS) if "compression" in fields else None,
         fields["artifacts"].boolean() if "artifacts" in fields else None,
+        parse_artifact_types(fields["artifact_types"]) if "artifact_types" in fields else None,
     )
+
+
+def parse_artifact_types(value: Value) -> tuple[str, ...]:
+    """A non-empty list of media types (``type/subtype``): the artifact types to copy."""
+    types = value.string_list()
+    if not types:
+        raise value.error("artifact_types needs at least one media type (or leave it out for all)")
+    for text in types:
+        if not re.fullmatch(r"[A-Za-z0-9][\w.+-]*/[\w.+-]+", text):
+            raise value.error(f"{text!r} is not a media type (type/subtype)")
+    return tuple(types)
 
 
 def target_from_text(
@@ -115,6 +128,7 @@ def target_from_text(
     fmt: str | None = None,
     compression: str | None = None,
     artifacts: bool | None = None,
+    artifact_types: tuple[str, ...] | None = None,
 ) -> TargetSpec:
     """A target from a reference string; errors point at ``value``."""
     if text.startswith(OCI_PREFIX):
@@ -127,7 +141,7 @@ def target_from_text(
         ref, tag, digest = parsed.name, parsed.tag, parsed.digest
     if digest is not None:
         raise value.error(f"{text!r}: a target cannot name a digest (the digest comes from the source)")
-    return TargetSpec(ref, tag, fmt, compression, artifacts, value)
+    return TargetSpec(ref, tag, fmt, compression, artifacts, value, artifact_types)
 
 
 def parse_targets(value: Value, *, many: bool) -> list[TargetSpec]:

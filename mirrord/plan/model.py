@@ -52,7 +52,8 @@ class TargetConfig:
 
     ``ref`` is ``registry/repository`` (normalised, no tag) or ``oci:PATH``; ``tag`` is a fixed target
     tag when the target names one (only allowed when the source names one tag or digest); otherwise
-    images keep their source tags.
+    images keep their source tags. ``artifact_types`` (None: all) limits which artifacts are copied
+    (by ``artifactType``, else a non-image config type, else the first layer's type).
     """
 
     ref: str
@@ -60,6 +61,7 @@ class TargetConfig:
     format: Format = "keep"
     compression: Compression = "keep"
     artifacts: bool = True
+    artifact_types: tuple[str, ...] | None = None
 
     @property
     def is_layout(self) -> bool:

@@ -87,12 +87,15 @@ def _source(entry: Entry) -> str:
 
 def _target(target: TargetConfig) -> dict[str, Any]:
     ref = target.ref if target.tag is None else f"{target.ref}:{target.tag}"
-    return {
+    out: dict[str, Any] = {
         "ref": ref,
         "format": target.format,
         "compression": target.compression,
         "artifacts": target.artifacts,
     }
+    if target.artifact_types is not None:
+        out["artifact_types"] = list(target.artifact_types)
+    return out
 
 
 def _tags(tags: TagFilter) -> list[str] | dict[str, Any]:

@@ -361,7 +361,7 @@ ERROR_CASES = [
     pytest.param(
         "version: 1\nsync:\n  - source: a.io/b\n    targets:\n      - {ref: c.io/d, formt: oci}\n",
         "mirrord.yaml:5: sync[0].targets[0].formt: unknown key (expected one of: ref, format, compression, "
-        "artifacts)",
+        "artifacts, artifact_types)",
         id="unknown target key",
     ),
     pytest.param(
