@@ -113,19 +113,25 @@ def _ratio(a: Measurement | None, b: Measurement | None, what: str, limit: float
 
 
 def _noop_checks(m: Measurement | None, tags: int) -> list[Check]:
+    """The contract: an unchanged tag costs one manifest HEAD at the source and one at each target, and
+    nothing else (no GET of any kind at the source: not manifests, blobs, tag lists or referrers)."""
     if m is None:
         return []
-    s, void = m.source, _void(m)
-    checks = [
-        Check("nothing changed: source manifest HEADs", s.get("HEAD manifest"), tags, "==", void),
-        Check("nothing changed: source manifest GETs", s.get("GET manifest"), 0, "==", void),
-        Check("nothing changed: source blob GETs", s.get("GET blob"), 0, "==", void),
-    ]
-    checks += [
-        Check(f"nothing changed: target {i + 1} manifest HEADs", t.get("HEAD manifest"), tags, "==", void)
-        for i, t in enumerate(m.targets)
-    ]
+    void = _void(m)
+    sides = [("source", m.source)] + [(f"target {i + 1}", t) for i, t in enumerate(m.targets)]
+    checks = []
+    for side, stats in sides:
+        heads = stats.get("HEAD manifest")
+        checks.append(Check(f"nothing changed: {side} manifest HEADs", heads, tags, "==", void))
+        checks.append(
+            Check(f"nothing changed: {side} requests besides those", stats.total - heads, 0, "==", void)
+        )
+    checks.append(Check("nothing changed: source GETs of any kind", _gets(m.source), 0, "==", void))
     return checks
+
+
+def _gets(stats: RequestStats) -> int:
+    return sum(n for key, n in stats.counts.items() if key.startswith("GET "))
 
 
 def _bytes_read(m: Measurement | None, unique: int) -> list[Check]:
