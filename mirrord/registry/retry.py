@@ -47,7 +47,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit also accepts '¹', which float() refuses
         return float(text)
     try:
         when = parsedate_to_datetime(text)
