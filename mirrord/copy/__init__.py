@@ -6,6 +6,7 @@ from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target
 from mirrord.copy.errors import BlobCopyFailed, CopyError, ManifestTooDeep, NoMatchingPlatform
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
+from mirrord.copy.request import DroppedSignature
 
 __all__ = [
     "BlobCopyFailed",
@@ -13,6 +14,7 @@ __all__ = [
     "CopyError",
     "CopyRequest",
     "CopyResult",
+    "DroppedSignature",
     "Limits",
     "LocationCache",
     "ManifestTooDeep",

@@ -279,9 +279,10 @@ def artifact_views(
     """The subjects to look for artifacts of, and each artifacts-enabled target's view of them.
 
     A target copied in this pass (``plans``) keeps the source manifests its plan pushes unchanged
-    and rewrote those in its plan's digest map; an up-to-date target keeps the root when its digest
-    equals the source's, else rewrote it. With no target copied, only the root is a subject (an
-    unchanged image's instances are not fetched). Targets in ``skip`` (failed) are left out."""
+    and rewrote those in its plan's digest map; an up-to-date target keeps every subject when its
+    root digest equals the source's, else rewrote the root. With no target copied, only the root is
+    a subject (an unchanged image's instances are not fetched). Targets in ``skip`` (failed) are
+    left out."""
     tree = [source_digest, *(d for d in source_tree if d != source_digest)] if plans else [source_digest]
     failed = set(skip)
     views = []
@@ -294,7 +295,8 @@ def artifact_views(
             kept = frozenset(d for d in tree if d in pushed)
             rewritten: Mapping[Digest, Digest] = dict(plan.digest_map)
         elif (final := target_digests.get(str(target.repository))) is not None:
-            kept = frozenset({source_digest}) if final == source_digest else frozenset()
+            # Up to date: the same root digest means the same bytes all the way down.
+            kept = frozenset(tree) if final == source_digest else frozenset()
             rewritten = {} if final == source_digest else {source_digest: final}
         else:
             continue

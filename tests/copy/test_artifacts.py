@@ -158,3 +158,18 @@ async def test_conversion_drops_signatures() -> None:
     assert result.dropped_signatures
     assert all(d.replacement == result.digest_map[d.subject] for d in result.dropped_signatures)
     assert await target.tags_list() == ["1"]
+
+
+async def test_an_up_to_date_target_also_gets_new_signatures_of_instances() -> None:
+    source, made = await signed_source()
+    registry = MemoryRegistry("dst.example")
+    current, stale = registry.repository("current"), registry.repository("stale")
+    await push_sample(current, made["image"], "1")
+    child = made["image"].manifests[0]
+    child_sig = sample_cosign(child, ".sig", seed=5)
+    await push_sample(source, child_sig, cosign_tag(child.digest, ".sig"))
+    targets = (Target(current, "1", artifacts=True), Target(stale, "1", artifacts=True))
+    result = await CopyEngine().copy(_request(source, *targets))
+    assert result.outcome == "copied", result.error
+    for repo in (current, stale):
+        assert await _raw(repo, cosign_tag(child.digest, ".sig")) == child_sig.root.raw
