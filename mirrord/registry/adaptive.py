@@ -1,10 +1,11 @@
 """Per-registry limits that adapt to what the registry says: AIMD concurrency and quota pacing.
 
 :class:`AdaptiveConcurrency` is a semaphore whose capacity moves between 1 and the configured
-``max_connections``: a 429 halves it (multiplicative decrease, at most once per ``cooldown`` so a
-burst of 429s from requests already in flight counts as one signal), and each answered request
-adds ``1 / capacity`` (additive increase: about one slot more per round of requests), so a
-throttling registry is backed off fast and re-approached slowly.
+``max_connections``: a 429 halves it (multiplicative decrease, once per "generation": 429s of
+requests sent before the last halving say nothing about the new capacity, so a burst counts as one
+signal, like TCP's one decrease per window), and each answered request adds ``1 / capacity``
+(additive increase: about one slot more per round of requests), so a throttling registry is backed
+off fast and re-approached slowly.
 
 :class:`QuotaPacer` spaces requests out once a registry's ``ratelimit-remaining`` runs low (Docker
 Hub counts pulls per window): below ``low_water`` remaining requests, requests start at least
@@ -33,25 +34,22 @@ LOW_WATER = 20
 DEFAULT_WINDOW = 60.0
 #: The longest pause between two requests the pacer imposes: slower, never parked for hours.
 MAX_SPACING = 10.0
-#: At most one halving per this many seconds: 429s of requests already in flight are one signal.
-COOLDOWN = 1.0
 
 
 class AdaptiveConcurrency:
     """A FIFO semaphore with a capacity between 1 and ``ceiling`` that follows AIMD.
 
-    ``acquire``/``release`` pair like a semaphore's. ``throttled()`` halves the capacity (at most
-    once per ``cooldown`` seconds); ``succeeded()`` grows it by ``1 / capacity`` up to ``ceiling``.
-    Slots held when the capacity shrinks are not revoked: new requests wait until enough return.
+    ``acquire`` returns the current generation, to hand back to ``throttled(generation)`` when that
+    request is answered 429: it halves the capacity only if no halving happened since the request
+    was admitted. ``succeeded()`` grows the capacity by ``1 / capacity`` up to ``ceiling``. Slots
+    held when the capacity shrinks are not revoked: new requests wait until enough return.
     """
 
-    def __init__(self, ceiling: int, *, cooldown: float = COOLDOWN, clock: Clock = time.monotonic) -> None:
+    def __init__(self, ceiling: int) -> None:
         self.ceiling = max(1, ceiling)
         self.limit = float(self.ceiling)
         self.in_use = 0
-        self._cooldown = cooldown
-        self._clock = clock
-        self._last_decrease = -math.inf
+        self.generation = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
@@ -59,11 +57,11 @@ class AdaptiveConcurrency:
         """How many requests may run now (the integer part of the AIMD limit, at least 1)."""
         return max(1, int(self.limit))
 
-    async def acquire(self) -> None:
-        """Wait for a free slot (first come, first served)."""
+    async def acquire(self) -> int:
+        """Wait for a free slot (first come, first served); the generation it was granted in."""
         if self.in_use < self.capacity and not self._waiters:
             self.in_use += 1
-            return
+            return self.generation
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -74,18 +72,19 @@ class AdaptiveConcurrency:
             else:
                 self._forget(waiter)
             raise
+        return self.generation
 
     def release(self) -> None:
         """Give a slot back and wake waiters the capacity allows."""
         self.in_use -= 1
         self._wake()
 
-    def throttled(self) -> None:
-        """The registry said 429: halve the capacity (once per cooldown)."""
-        now = self._clock()
-        if now - self._last_decrease < self._cooldown:
+    def throttled(self, generation: int) -> None:
+        """A request admitted in ``generation`` was answered 429: halve the capacity, unless it
+        was already halved since that request was admitted."""
+        if generation != self.generation:
             return
-        self._last_decrease = now
+        self.generation += 1
         before = self.capacity
         self.limit = max(1.0, self.limit / 2)
         log.info("registry throttles: concurrency %d -> %d", before, self.capacity)

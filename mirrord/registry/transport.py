@@ -91,22 +91,24 @@ class HostLimits:
             burst = max(1, int(requests_per_second))
             self.throttler = Throttler(rate_limit=burst, period=burst / requests_per_second)
 
-    async def acquire(self) -> None:
-        """Wait for the rate limiter and the quota pacer, then for a free slot."""
+    async def acquire(self) -> int:
+        """Wait for the rate limiter and the quota pacer, then for a free slot; returns the
+        concurrency generation to pass to :meth:`answered`."""
         if self.throttler is not None:
             await self.throttler.acquire()  # type: ignore[no-untyped-call]
         await self.pacer.wait()
-        await self.concurrency.acquire()
+        return await self.concurrency.acquire()
 
     def release(self) -> None:
         """Give the slot back."""
         self.concurrency.release()
 
-    def answered(self, status: int, headers: Mapping[str, str]) -> None:
-        """Adapt to a response: 429 halves the concurrency, any other answer grows it slowly;
-        a ``ratelimit-remaining`` header feeds the pacer."""
+    def answered(self, status: int, headers: Mapping[str, str], generation: int) -> None:
+        """Adapt to a response to a request admitted in ``generation``: 429 halves the concurrency
+        (once per generation), any other answer grows it slowly; ``ratelimit-remaining`` feeds the
+        pacer."""
         if status == 429:
-            self.concurrency.throttled()
+            self.concurrency.throttled(generation)
         else:
             self.concurrency.succeeded()
         header = headers.get("ratelimit-remaining")
@@ -223,10 +225,11 @@ class Transport:
         ``tls`` overrides the registry's TLS settings (a redirect to another host gets defaults).
         """
         limits = self.limits_for(settings)
-        await limits.acquire()
+        generation = await limits.acquire()
         holding = True
         try:
             response = await self._request(settings, method, url, headers, data, tls or settings.tls)
+            limits.answered(response.status, response.headers, generation)
             try:
                 if not hold_slot:
                     limits.release()
@@ -264,7 +267,6 @@ class Transport:
                 f"{method} {settings.host}: {describe_network_error(exc)}", registry=settings.host
             ) from exc
         self.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
-        self.limits_for(settings).answered(response.status, response.headers)
         remaining = parse_ratelimit_remaining(response.headers.get("ratelimit-remaining"))
         if remaining is not None:
             self.emit(RateLimitObserved(settings.host, remaining))

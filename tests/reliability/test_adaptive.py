@@ -22,14 +22,14 @@ class FakeClock:
         self.now += seconds
 
 
-def test_throttled_halves_once_per_cooldown_and_recovers_slowly() -> None:
-    clock = FakeClock()
-    limit = AdaptiveConcurrency(16, cooldown=1.0, clock=clock)
-    limit.throttled()
-    limit.throttled()  # same burst: one signal
+async def test_throttled_halves_once_per_generation_and_recovers_slowly() -> None:
+    limit = AdaptiveConcurrency(16)
+    sent_before = [await limit.acquire() for _ in range(3)]
+    limit.throttled(sent_before[0])
+    limit.throttled(sent_before[1])  # sent under the old capacity: the same signal
     assert limit.capacity == 8
-    clock.now = 2.0
-    limit.throttled()
+    sent_after = await limit.acquire()
+    limit.throttled(sent_after)
     assert limit.capacity == 4
     for _ in range(3):
         limit.succeeded()
@@ -43,20 +43,18 @@ def test_throttled_halves_once_per_cooldown_and_recovers_slowly() -> None:
 
 
 def test_capacity_never_below_one() -> None:
-    clock = FakeClock()
-    limit = AdaptiveConcurrency(2, cooldown=0.0, clock=clock)
+    limit = AdaptiveConcurrency(2)
     for _ in range(10):
-        clock.now += 1
-        limit.throttled()
+        limit.throttled(limit.generation)
     assert limit.capacity == 1
 
 
 async def test_shrunk_capacity_bounds_new_requests() -> None:
-    limit = AdaptiveConcurrency(4, cooldown=0.0)
+    limit = AdaptiveConcurrency(4)
     await limit.acquire()
     await limit.acquire()
-    limit.throttled()
-    limit.throttled()  # capacity 1 while 2 are held
+    limit.throttled(limit.generation)
+    limit.throttled(limit.generation)  # capacity 1 while 2 are held
     waiter = asyncio.create_task(limit.acquire())
     await asyncio.sleep(0)
     limit.release()
@@ -103,7 +101,7 @@ def test_window_parsing() -> None:
 
 def test_host_limits_adapt_to_answers() -> None:
     limits = HostLimits(8, None)
-    limits.answered(429, {})
+    limits.answered(429, {}, 0)
     assert limits.concurrency.capacity == 4
-    limits.answered(200, {"ratelimit-remaining": "5;w=10"})
+    limits.answered(200, {"ratelimit-remaining": "5;w=10"}, 0)
     assert limits.pacer.spacing == 2.0
