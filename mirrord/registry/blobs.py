@@ -25,7 +25,7 @@ from mirrord.events import BytesTransferred
 from mirrord.oci import Digest, DigestHasher
 from mirrord.registry.base import UploadSession
 from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError, TransportError
-from mirrord.registry.transport import NETWORK_ERRORS, describe_network_error
+from mirrord.registry.transport import DEFAULT_READ_TIMEOUT, NETWORK_ERRORS, describe_network_error
 
 if TYPE_CHECKING:
     from mirrord.registry.client import Fetched
@@ -195,6 +195,48 @@ class BlobDownload:
 # -- upload -----------------------------------------------------------------------------------------
 
 
+class StallGuard:
+    """Aborts an upload whose registry stops taking bytes for ``seconds``.
+
+    aiohttp's read timeout does not run while a request body is being written (rightly: a slow
+    source must not fail the upload), so a target that stops reading would hang the upload for
+    ever. The body arms a deadline each time it hands a chunk over and disarms it while it waits
+    for the source (which has its own stall timeout) and once it is spent; inside :meth:`watching`
+    an expired deadline cancels the upload and raises TransportError.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._timeout: asyncio.Timeout | None = None
+
+    def arm(self) -> None:
+        """A chunk was handed to the connection: it must be taken within ``seconds``."""
+        if self._timeout is not None:
+            self._timeout.reschedule(asyncio.get_running_loop().time() + self.seconds)
+
+    def disarm(self) -> None:
+        """Waiting for the source, or the body is spent: no deadline."""
+        if self._timeout is not None and not self._timeout.expired():
+            self._timeout.reschedule(None)
+
+    @contextlib.asynccontextmanager
+    async def watching(self, repo: HTTPRepository, digest: Digest) -> AsyncIterator[None]:
+        """Run the upload under the guard; a stall becomes a (retryable) TransportError."""
+        try:
+            async with asyncio.timeout(None) as timeout:
+                self._timeout = timeout
+                yield
+        except TimeoutError as exc:
+            if not timeout.expired():
+                raise
+            raise TransportError(
+                f"{repo}: upload of {digest} stalled: no bytes taken for {self.seconds:g} s",
+                registry=repo.registry_key, repository=repo.name, reference=str(digest),
+            ) from exc  # fmt: skip
+        finally:
+            self._timeout = None
+
+
 class VerifyingBody:
     """Async-iterates the caller's chunks, counting, hashing and holding back the last chunk
     until the total size and digest are checked: a mismatch raises before the body completes.
@@ -202,8 +244,16 @@ class VerifyingBody:
     ``error`` keeps whatever the iteration raised (aiohttp wraps it in a connection error).
     """
 
-    def __init__(self, chunks: AsyncIterable[bytes], digest: Digest, size: int, repo: HTTPRepository) -> None:
+    def __init__(
+        self,
+        chunks: AsyncIterable[bytes],
+        digest: Digest,
+        size: int,
+        repo: HTTPRepository,
+        guard: StallGuard | None = None,
+    ) -> None:
         self._source = chunks.__aiter__()
+        self._guard = guard
         self._digest = digest
         self._size = size
         self._repo = repo
@@ -216,6 +266,8 @@ class VerifyingBody:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._guard is not None:
+            self._guard.disarm()  # the previous chunk was taken; now we wait for the source
         try:
             chunk = await self._next()
         except StopAsyncIteration:
@@ -224,6 +276,8 @@ class VerifyingBody:
             self.error = exc
             raise
         self._repo.client.transport.emit(BytesTransferred(self._repo.registry_key, "pushed", len(chunk)))
+        if self._guard is not None:
+            self._guard.arm()
         return chunk
 
     async def _next(self) -> bytes:
@@ -287,20 +341,28 @@ async def put_blob(
     so the caller retries the whole blob.
     """
     session = upload if isinstance(upload, HTTPUploadSession) else await start_upload(repo)
-    body = VerifyingBody(chunks, digest, size, repo)
+    guard = StallGuard(stall_seconds(repo))
+    body = VerifyingBody(chunks, digest, size, repo, guard)
     try:
         try:
-            if repo.client.settings.chunk_size:
-                await _put_chunked(repo, session, digest, body, repo.client.settings.chunk_size)
-            else:
-                await _put_monolithic(repo, session, digest, size, body)
+            async with guard.watching(repo, digest):
+                if repo.client.settings.chunk_size:
+                    await _put_chunked(repo, session, digest, body, repo.client.settings.chunk_size)
+                else:
+                    await _put_monolithic(repo, session, digest, size, body)
         except RegistryError as exc:
-            if body.error is not None and body.error is not exc:
+            if isinstance(body.error, Exception) and body.error is not exc:
                 raise body.error from exc  # the caller's or our verification error, not aiohttp's wrap
             raise
     except BaseException:
         await _abandon(repo, session)
         raise
+
+
+def stall_seconds(repo: HTTPRepository) -> float:
+    """The registry's ``stall_timeout``, else the transport's read timeout, else the default."""
+    stall = repo.client.settings.stall_timeout or repo.client.transport.timeout.sock_read
+    return stall or DEFAULT_READ_TIMEOUT
 
 
 async def _put_monolithic(
