@@ -2,10 +2,14 @@
 
 Downloads read large chunks straight from the socket buffer, hash while streaming, and on a
 connection break mid-body resume with ``Range: bytes=N-`` into the same hasher, so the caller sees
-one uninterrupted, verified stream. Uploads stream the caller's chunks (monolithic ``PUT`` with
-Content-Length, or ``PATCH`` parts then ``PUT``), verifying digest and size *before* the last bytes
-leave: content that does not match never completes an upload. A failed upload is cancelled
-(``DELETE`` of its Location, best effort, shielded, short timeout) and the error re-raised.
+one uninterrupted, verified stream; a read that moves no byte for the registry's ``stall_timeout``
+resumes the same way (retry reason ``stall``). Uploads stream the caller's chunks (monolithic
+``PUT`` with Content-Length, or ``PATCH`` parts then ``PUT``), verifying digest and size *before*
+the last bytes leave: content that does not match never completes an upload. A failed ``PATCH``
+part is settled with the registry's reported offset (``GET`` of the session) and resent (reason
+``upload``, ``upload_attempts`` per part); an upload the target stops reading is aborted after
+``stall_timeout``. A failed upload is cancelled (``DELETE`` of its Location, best effort, shielded,
+short timeout) and the error re-raised: the caller restarts the blob.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ A slot is held until the response is released, except for streaming downloads th
 back once the headers arrived (``hold_slot=False``): a blob body being copied to another
 repository of the *same* registry must not wait for the upload's slot while holding its own, or
 ``max_connections`` concurrent copies would deadlock. The engine bounds concurrent streams itself.
+
+The limits adapt (:mod:`mirrord.registry.adaptive`): a 429 halves the registry's concurrency and
+answers grow it back slowly; a low ``ratelimit-remaining`` spaces requests out. A registry's
+``stall_timeout`` replaces the read timeout for its requests: no byte for that long fails them.
 """
 
 from __future__ import annotations
