@@ -1,5 +1,5 @@
-"""Soak: `mirrord run` syncs every ~1 s for ~25 s (MIRRORD_SOAK_SECONDS) through faults while new tags keep arriving at the
-source; RSS and open file descriptors, sampled from /proc, stay flat."""
+"""Soak: `mirrord run` syncs every ~1 s for ~25 s (MIRRORD_SOAK_SECONDS) through faults while new
+tags keep arriving at the source; RSS and open file descriptors, sampled from /proc, stay flat."""
 
 from __future__ import annotations
 
