@@ -37,6 +37,7 @@ import zstandard
 from mirrord.copy.errors import CopyError
 from mirrord.oci import Descriptor, Digest
 from mirrord.registry.base import Repository
+from mirrord.registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,19 @@ CHUNK = 1024 * 1024
 #: Chunks buffered between the event loop and the worker thread (bounded memory).
 QUEUE_CHUNKS = 8
 ZSTD_LEVEL = 3
+ZSTD_JOB_SIZE = 2 * 1024 * 1024
 GZIP_LEVEL = 6
 _EOF = b""
 _FORMAT_VERSION = 1
 
 
 class RecompressionFailed(CopyError):
-    """A layer could not be re-encoded: it did not decompress, or not to its diff_id."""
+    """A layer could not be re-encoded: it did not decompress, or not to its diff_id. ``echo`` marks
+    the worker's report of a failure that happened elsewhere (the feed, a stop)."""
+
+    def __init__(self, message: str, *, echo: bool = False) -> None:
+        super().__init__(message)
+        self.echo = echo
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +96,10 @@ async def recompress_layer(
             work = group.create_task(asyncio.to_thread(worker.run))
             group.create_task(_feed(source, layer, worker))
         digest, size, uncompressed, read = work.result()
+    except BaseExceptionGroup as group:
+        discard(Path(name))
+        raise _cause(group) from None
     except BaseException:
-        worker.stop.set()
         discard(Path(name))
         raise
     finally:
@@ -101,6 +110,24 @@ async def recompress_layer(
             f"layer {layer.digest} decompresses to {uncompressed}, not its diff_id {diff_id}"
         )
     return Recompressed(digest, size, Path(name), read, worker.uncompressed_size, time.monotonic() - started)
+
+
+def _cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that explains a failed recompression: the source's (a registry error, a digest
+    mismatch) over the worker's, and the worker's own over its echo of the feed's."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            leaves.append(error)
+    ranked = sorted(
+        leaves,
+        key=lambda e: (isinstance(e, RecompressionFailed) and e.echo, not isinstance(e, RegistryError)),
+    )
+    return ranked[0]
 
 
 def discard(path: Path) -> None:
@@ -139,7 +166,7 @@ class _Worker:
         """Queue a chunk (``_EOF`` ends the stream), yielding to the loop while the queue is full."""
         while True:
             if self.stop.is_set():
-                raise RecompressionFailed("recompression stopped")
+                raise RecompressionFailed("recompression stopped", echo=True)
             try:
                 self.queue.put_nowait(item)
                 return
@@ -160,7 +187,7 @@ class _Worker:
         size = 0
         encoder = _encoder(self.to, self.threads)
         with _decoder(self.source_codec, reader) as decoded, self.spool.open("wb") as spool:
-            while data := decoded.read(CHUNK):
+            while data := _read(decoded, self.source_codec):
                 plain.update(data)
                 self.uncompressed_size += len(data)
                 size += _write(spool, out, encoder.compress(data))
@@ -171,6 +198,14 @@ class _Worker:
             Digest("sha256", plain.hexdigest()),
             reader.read_bytes,
         )
+
+
+def _read(decoded: Any, codec: Codec) -> bytes:
+    try:
+        data: bytes = decoded.read(CHUNK)
+    except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
+        raise RecompressionFailed(f"layer is not valid {codec}: {exc}") from exc
+    return data
 
 
 def _write(spool: io.BufferedWriter, hasher: Any, data: bytes) -> int:
@@ -190,7 +225,11 @@ class _Encoder:
 
 def _encoder(to: Codec, threads: int) -> _Encoder:
     if to == "zstd":
-        obj = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=max(1, threads)).compressobj()
+        # Small jobs: zstd's multi-threaded mode otherwise buffers and returns ~8 MiB at a time.
+        params = zstandard.ZstdCompressionParameters.from_level(
+            ZSTD_LEVEL, threads=max(1, threads), job_size=ZSTD_JOB_SIZE
+        )
+        obj = zstandard.ZstdCompressor(compression_params=params).compressobj()
         return _Encoder(obj.compress, obj.flush)
     deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: gzip wrapper, zero mtime
     return _Encoder(deflate.compress, deflate.flush)
@@ -221,7 +260,7 @@ class _QueueReader(io.RawIOBase):
         while not self.pending and not self.ended:
             item = self._get()
             if isinstance(item, BaseException):
-                raise RecompressionFailed(f"layer read failed: {item}") from item
+                raise RecompressionFailed(f"layer read failed: {item}", echo=True) from item
             self.ended = item == _EOF
             self.pending = memoryview(item)
             self.read_bytes += len(item)
@@ -236,7 +275,7 @@ class _QueueReader(io.RawIOBase):
                 return self.worker.queue.get(timeout=0.1)
             except queue.Empty:
                 if self.worker.stop.is_set():
-                    raise RecompressionFailed("recompression stopped") from None
+                    raise RecompressionFailed("recompression stopped", echo=True) from None
 
 
 @dataclass(frozen=True, slots=True)
