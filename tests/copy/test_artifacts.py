@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from copy_signed import put_manifest, signed_source
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
 from mirrord.oci import ImageIndex, Platform
 from mirrord.oci import mediatypes as mt
+from mirrord.registry.layout import LayoutRepository
 from mirrord.registry.memory import MemoryRegistry, MemoryRepository
 from mirrord.sample import (
     COSIGN_SIGNATURE,
@@ -173,3 +175,15 @@ async def test_an_up_to_date_target_also_gets_new_signatures_of_instances() -> N
     assert result.outcome == "copied", result.error
     for repo in (current, stale):
         assert await _raw(repo, cosign_tag(child.digest, ".sig")) == child_sig.root.raw
+
+
+async def test_signatures_reach_an_oci_layout_target(tmp_path: Path) -> None:
+    source, made = await signed_source()
+    layout = LayoutRepository(tmp_path / "layout")
+    result = await CopyEngine().copy(_request(source, Target(layout, "1", artifacts=True)))
+    assert result.outcome == "copied", result.error
+    digest = made["image"].digest
+    tags = set(await layout.tags_list())
+    assert {cosign_tag(digest, s) for s in (".sig", ".att", ".sbom")} | {"1", cosign_tag(digest)} <= tags
+    assert (await layout.manifest_get(cosign_tag(digest))).raw == await _raw(source, cosign_tag(digest))
+    assert (await layout.manifest_get(str(made["ref1.ref"].digest))).raw == made["ref1.ref"].root.raw
