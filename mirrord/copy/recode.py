@@ -171,7 +171,8 @@ class LayerRecoder:
         lock = self._locks.setdefault((layer.digest, codec), asyncio.Lock())
         async with lock:
             known = self.conversions.get(layer.digest, codec)
-            if known is not None and not await self._missing(known, targets, entry):
+            missing = list(targets) if known is None else await self._missing(known, targets, entry)
+            if known is not None and not missing:
                 return self._descriptor(codec, known), 0
             done = await recompress_layer(
                 source, layer, diff_id, codec, spool_dir=self.spool_dir, threads=self.threads
@@ -179,7 +180,9 @@ class LayerRecoder:
             try:
                 self._count(layer, codec, done.read, done.size, done.uncompressed, done.seconds)
                 conversion = Conversion(done.digest, done.size)
-                for target in await self._missing(conversion, targets, entry):
+                if known is None or known != conversion:  # new, or re-encoded differently: check all
+                    missing = await self._missing(conversion, targets, entry)
+                for target in missing:
                     await spool_upload(target, done)
                     self._done(target, conversion, "copied", entry)
             finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -189,3 +190,20 @@ def test_docker_with_zstd_is_refused() -> None:
 
     with pytest.raises(UnconvertibleManifest):
         _ = Target(MemoryRegistry().repository("x"), "1", format="docker", compression="zstd").transform
+
+
+async def test_a_known_conversion_missing_at_a_new_target_is_redone_for_it_only() -> None:
+    source = await _seed("oci-manifest")
+    conversions = ConversionMap()
+    first = MemoryRegistry("one.example").repository("z")
+    await CopyEngine(conversions=conversions).copy(_copy(source, Target(first, "1", compression="zstd")))
+    second = MemoryRegistry("two.example").repository("z")
+    first.registry.reset_calls()
+    engine = CopyEngine(conversions=conversions)
+    targets = (Target(first, "1", compression="zstd"), Target(second, "1", compression="zstd"))
+    result = await engine.copy(dataclasses.replace(_copy(source, *targets), force=True))
+    assert result.outcome == "copied", result.error
+    assert engine.recoder.stats.layers == 2  # the image's two layers, once each, for the new target
+    assert first.registry.calls["blob_put"] == 0  # the first target already had them
+    await _check_layers(second, "1", mt.OCI_LAYER_ZSTD)
+    assert (await second.manifest_get("1")).raw == (await first.manifest_get("1")).raw
