@@ -65,15 +65,22 @@ def sync_plan(
 def retries_logged(stderr: str) -> dict[str, int]:
     """Count the JSON ``retrying`` log lines by reason."""
     counts: dict[str, int] = {}
+    for reason, _ in retry_delays(stderr):
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def retry_delays(stderr: str) -> list[tuple[str, float]]:
+    """``(reason, delay)`` of every JSON ``retrying`` log line."""
+    found: list[tuple[str, float]] = []
     for line in stderr.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict) and record.get("msg") == "retrying":
-            reason = str(record.get("reason"))
-            counts[reason] = counts.get(reason, 0) + 1
-    return counts
+            found.append((str(record.get("reason")), float(record.get("delay", -1))))
+    return found
 
 
 def assert_identical(source: RegistryServer, target: RegistryServer, repo: str, tags: Iterable[str]) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import RegistryFactory
 from tests.e2e.helpers import read_report, run_cli, seed, tags_at
-from tests.reliability.kit import assert_identical, corpus, retries_logged, sync_plan
+from tests.reliability.kit import assert_identical, corpus, retries_logged, retry_delays, sync_plan
 from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer
 
@@ -70,6 +70,8 @@ async def test_sync_survives_resets_503s_and_429s(
     assert retries.get("reset", 0) > 0, retries
     assert retries.get("upload", 0) > 0, retries
     assert retries.get("5xx", 0) + retries.get("429", 0) > 0, retries
+    # Every 503/429 carried Retry-After: 1, and every retry of one waited exactly that long.
+    assert {d for reason, d in retry_delays(result.stderr) if reason in ("5xx", "429")} == {1.0}
     manifests = assert_identical(plain_registry, target, unique_repo, images)
     print(
         f"\nfaults injected: {injected} ({[f.triggered for f in faults]}); retries logged: {retries}; "
