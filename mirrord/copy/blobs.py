@@ -12,7 +12,9 @@ repository received a verified copy earlier in the pass (a target in another reg
 copy is read, and a source read under way is waited for, so each blob leaves the source once per
 pass however many target registries need it.
 
-One transfer per (target registry_key, digest) at a time: the first caller claims it, later callers
+One delivery per (target repository, digest) per pass: later images needing the blob in the same
+repository share it (``deduplicated``) instead of mounting it again. One transfer per (target
+registry_key, digest) at a time: the first caller claims it, later callers
 await its result. A successful claim is remembered for the pass; a failed one is forgotten so a
 later caller retries. Callers hold a stream slot (:meth:`BlobTransfers.reserve`, taken before the
 task is spawned) for the whole of :meth:`BlobTransfers.ensure`; a claim's owner never waits for
@@ -73,6 +75,8 @@ class BlobTransfers:
         # Source reads under way, and repositories that received a verified copy in this pass.
         self._reads: dict[Digest, asyncio.Future[None]] = {}
         self._holders: dict[Digest, list[Repository]] = {}
+        # Deliveries per (registry_key, repository, digest): later images of the pass share them.
+        self._deliveries: dict[tuple[str, str, Digest], asyncio.Future[bool]] = {}
 
     async def reserve(self) -> None:
         """Take a stream slot; call before spawning the task that runs :meth:`ensure`."""
@@ -88,7 +92,58 @@ class BlobTransfers:
         """Bring ``blob`` from ``source`` to every target; never raises for a failed transfer (the
         error is in the report), only CancelledError."""
         report = BlobReport()
-        remaining = list(range(len(targets)))
+        mine, others = self._claim_repositories(blob.digest, targets)
+        try:
+            await self._ensure_owned(source, blob, targets, mine, report, entry)
+        finally:
+            for i in mine:
+                self._settle_repository(targets[i], blob.digest, i in report.outcomes)
+        for i, delivery in others:
+            if await asyncio.shield(delivery):
+                self._done(_Sink(i, targets[i]), blob, "deduplicated", report, entry)
+            else:  # the other image's delivery failed: try ourselves
+                await self._ensure_owned(source, blob, targets, [i], report, entry)
+        return report
+
+    def _claim_repositories(
+        self, digest: Digest, targets: Sequence[Repository]
+    ) -> tuple[list[int], list[tuple[int, asyncio.Future[bool]]]]:
+        """Split targets into those this caller delivers to and those another image of the pass is
+        already delivering to (same repository): one HEAD/mount/upload per repository and blob.
+
+        Mounting the same blob into a repository again while a manifest that needs it is being
+        pushed there races in distribution's filesystem storage (MANIFEST_BLOB_UNKNOWN), besides
+        costing requests."""
+        mine: list[int] = []
+        others: list[tuple[int, asyncio.Future[bool]]] = []
+        for i, target in enumerate(targets):
+            key = (target.registry_key, target.name, digest)
+            delivery = self._deliveries.get(key)
+            if delivery is None:
+                self._deliveries[key] = asyncio.get_running_loop().create_future()
+                mine.append(i)
+            else:
+                others.append((i, delivery))
+        return mine, others
+
+    def _settle_repository(self, target: Repository, digest: Digest, ok: bool) -> None:
+        key = (target.registry_key, target.name, digest)
+        delivery = self._deliveries.get(key)
+        if delivery is None or delivery.done():
+            return
+        if not ok:
+            del self._deliveries[key]  # forgotten, so a later caller retries
+        delivery.set_result(ok)
+
+    async def _ensure_owned(
+        self,
+        source: Repository,
+        blob: Descriptor,
+        targets: Sequence[Repository],
+        remaining: list[int],
+        report: BlobReport,
+        entry: str,
+    ) -> None:
         while remaining:
             owned, waiting = self._claim(blob.digest, targets, remaining)
             try:
@@ -103,7 +158,6 @@ class BlobTransfers:
                     remaining.append(i)  # the owner failed: try ourselves
                 else:
                     await self._follow(source, blob, _Sink(i, targets[i]), holder, report, entry)
-        return report
 
     # -- claims ------------------------------------------------------------------------------------
 
