@@ -118,7 +118,10 @@ def _tls(value: Value) -> TLSSettings:
         missing = "client_key" if "client_cert" in paths else "client_cert"
         raise value.error(f"client_cert and client_key go together: {missing} is missing")
     verify = fields["verify"].boolean() if "verify" in fields else True
-    return TLSSettings(enabled=True, verify=verify, **paths)
+    return TLSSettings(
+        enabled=True, verify=verify, ca_file=paths.get("ca_file"), client_cert=paths.get("client_cert"),
+        client_key=paths.get("client_key"),
+    )  # fmt: skip
 
 
 def _auth(value: Value) -> CredentialSpec:

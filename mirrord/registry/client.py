@@ -172,6 +172,9 @@ class RegistryClient:
         self.settings = settings
         self.transport = transport
         self.retry = retry or RetryPolicy()
+        #: False once the registry answered a referrers request with 404: it has no referrers API
+        #: (a registry with one answers an empty index), so later passes need not ask again.
+        self.referrers_api: bool | None = None
         scheme = "https" if settings.tls.enabled else "http"
         self.base_url = f"{scheme}://{api_host or settings.host}"
         self._credential_source = credentials
@@ -207,9 +210,10 @@ class RegistryClient:
             return self._credentials[0]
 
     def _may_send_credentials(self, url: str | None) -> bool:
-        # The registry URL's scheme follows tls.enabled, so plain HTTP there was chosen in the plan.
+        # The registry URL's scheme follows tls.enabled: plain HTTP there is acceptable for
+        # credentials only when the plan chose it (tls: false), not by the loopback default.
         if url is None or not self.settings.tls.enabled:
-            return True
+            return not self.settings.tls.implicit_plain
         return url.startswith("https://")
 
     def _tls_for(self, url: str) -> TLSSettings:

@@ -11,13 +11,18 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class TLSSettings:
-    """``enabled`` False means plain HTTP. ``verify`` False skips certificate checks (loudly)."""
+    """``enabled`` False means plain HTTP. ``verify`` False skips certificate checks (loudly).
+
+    ``implicit_plain`` marks plain HTTP that came from the loopback default rather than from the
+    plan's ``tls: false``: such a registry is spoken to, but never sent credentials.
+    """
 
     enabled: bool = True
     verify: bool = True
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    implicit_plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +61,9 @@ def default_settings(host: str) -> RegistrySettings:
     """Settings for a host the plan does not list: HTTPS with verification, docker-config creds.
 
     Loopback hosts (``localhost``, ``127.0.0.0/8``, ``::1``) default to plain HTTP, as cri-o treats
-    loopback as insecure by default (seed 004).
+    loopback as insecure by default (seed 004). Credentials are sent over that plain HTTP only when
+    the plan says ``tls: false`` for the host.
     """
     name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
     loopback = name in ("localhost", "[::1]") or name.startswith("127.")
-    return RegistrySettings(host=host, tls=TLSSettings(enabled=not loopback))
+    return RegistrySettings(host=host, tls=TLSSettings(enabled=not loopback, implicit_plain=loopback))
