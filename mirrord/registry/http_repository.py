@@ -264,7 +264,10 @@ class HTTPRepository:
 
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """The referrers index of ``digest``; None when the API is missing (404) or the answer is
-        not an index."""
+        not an index. A registry's 404 is remembered for the client's lifetime (one probe per
+        registry per process, not per repository and pass)."""
+        if self.client.referrers_api is False:
+            return None
         target = self.path("referrers", str(digest))
         if artifact_type:
             target += f"?artifactType={quote(artifact_type, safe='')}"
@@ -274,7 +277,9 @@ class HTTPRepository:
                 limit=MAX_MANIFEST_BYTES, repository=self._name, reference=str(digest),
             )  # fmt: skip
         except NotFound:
+            self.client.referrers_api = False
             return None
+        self.client.referrers_api = True
         content_type = media_type_of(fetched.headers.get("Content-Type"))
         if content_type not in (None, "application/json", mt.OCI_INDEX):
             return None

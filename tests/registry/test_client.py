@@ -331,10 +331,18 @@ async def test_tags_list_of_unknown_or_empty_repository_is_empty(
     assert await repo_of(fake, transport, name="lib/empty").tags_list() == []
 
 
+async def test_a_registry_without_referrers_api_is_probed_once(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    repo = repo_of(fake, transport)
+    assert await repo.referrers(Digest.of(b"one")) is None
+    assert await repo.client.repository("lib/other").referrers(Digest.of(b"two")) is None
+    assert len(fake.seen("GET", "/referrers/")) == 1
+
+
 async def test_referrers(fake: FakeRegistry, transport: Transport) -> None:
     repo = repo_of(fake, transport)
     subject = Digest.of(b"subject")
-    assert await repo.referrers(subject) is None
     index = dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
     fake.manifests[("lib/app", f"referrers-{subject}")] = (index, mt.OCI_INDEX)
     found = await repo.referrers(subject, artifact_type="application/vnd.dev.cosign")
