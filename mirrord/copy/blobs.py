@@ -352,6 +352,8 @@ class BlobTransfers:
         try:
             held: bytes | None = None
             async with source.blob_open(blob.digest) as stream:
+                if getattr(stream, "verifies_digest", False):
+                    verifier.hasher = None  # the stream hashes and raises at its end: once is enough
                 async for chunk in stream:
                     verifier.update(chunk)
                     report.pulled += len(chunk) if count else 0

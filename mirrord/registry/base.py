@@ -27,7 +27,9 @@ class BlobStream(Protocol):
 
     ``size`` is the total blob size when known. Iteration verifies the digest: the last step raises
     DigestMismatch instead of ending when the content does not match (only when reading from
-    offset 0; resumed reads are verified by the caller that holds the hasher).
+    offset 0; resumed reads are verified by the caller that holds the hasher). An implementation
+    that keeps this promise says so with a class attribute ``verifies_digest = True``; readers then
+    check only the size instead of hashing every byte again.
     """
 
     size: int | None

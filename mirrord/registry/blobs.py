@@ -86,6 +86,9 @@ class BlobDownload:
     verified at its end (digest and size): the last step raises DigestMismatch instead of ending.
     """
 
+    #: Declares the end-of-stream verification, so readers need not hash the bytes a second time.
+    verifies_digest = True
+
     def __init__(self, repo: HTTPRepository, digest: Digest, offset: int) -> None:
         self.repo = repo
         self.digest = digest

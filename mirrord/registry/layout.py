@@ -501,6 +501,8 @@ class LayoutRepository:
 class _FileBlobStream:
     """A blob read from a layout file; verifies digest and size at the end when read from 0."""
 
+    verifies_digest = True
+
     def __init__(
         self, layout: LayoutRepository, file: BinaryIO, size: int, digest: Digest, offset: int
     ) -> None:

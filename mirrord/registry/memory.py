@@ -373,6 +373,8 @@ class MemoryRepository:
 class BlobReader:
     """A blob stream over stored bytes: yields chunks, verifies the digest at the end (from 0)."""
 
+    verifies_digest = True
+
     def __init__(self, repository: MemoryRepository, digest: Digest, data: bytes, offset: int) -> None:
         self._repository = repository
         self._digest = digest
