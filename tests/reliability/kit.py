@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -110,7 +111,19 @@ async def incomplete_tags(host: str, repo: str) -> list[str]:
             tags = await repository.tags_list()
         except NotFound:
             return []
-        return [tag for tag in tags if not await _complete(repository, tag)]
+        return [tag for tag in tags if not await _tag_complete(repository, tag)]
+
+
+async def _tag_complete(repository: Repository, tag: str) -> bool:
+    """distribution creates a tag's directory (listed by tags/list) before it writes the tag's link,
+    so a tag being created is listed for a moment while GET by tag still answers 404: it points at
+    nothing yet. Only that case is looked at again a moment later; a resolvable tag with any child
+    manifest or blob missing is incomplete at once."""
+    if await repository.manifest_head(tag) is None:
+        await asyncio.sleep(0.2)
+        if await repository.manifest_head(tag) is None:
+            return False
+    return await _complete(repository, tag)
 
 
 async def _complete(repository: Repository, reference: str) -> bool:
