@@ -123,6 +123,7 @@ class Service:
     # -- running ------------------------------------------------------------------------------------
 
     def _load(self) -> Plan:
+        # load_plan validates the whole plan before any running state below is touched.
         plan = load_plan(self.plan_path)
         entries = shard_entries(plan.entries, self.shard)
         self._entries = {e.name: e for e in entries}
@@ -201,7 +202,7 @@ class Service:
         """SIGHUP: load the plan again; keep the old one when the new one is invalid."""
         self.notifier.reloading()
         try:
-            plan = self._load_checked()
+            plan = self._load()
         except PlanError as exc:
             log.error("reload rejected, keeping the running plan", extra={"fields": {"error": str(exc)}})
         else:
@@ -214,11 +215,6 @@ class Service:
             self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
             log.info("plan reloaded", extra={"fields": {"entries": len(self._entries)}})
         self.notifier.ready()
-
-    def _load_checked(self) -> Plan:
-        # Validate fully before touching the running state.
-        load_plan(self.plan_path)
-        return self._load()
 
     async def _run_entry(self, name: str) -> bool:
         entry = self._entries.get(name)
