@@ -285,8 +285,11 @@ class SyncRunner:
             target_tags = await repo.tags_list()
             inside = entry.tags.select_unbounded(target_tags) if entry.tags else target_tags
             doomed = sorted(t for t in inside if t not in present)[: entry.prune_max - len(reports)]
+            if not doomed:
+                continue
+            digests = await _tag_digests(repo, target_tags)
             for tag in doomed:
-                reports.append(await self._prune_tag(entry, cfg, repo, tag, target_tags, dry_run))
+                reports.append(await self._prune_tag(entry, cfg, repo, tag, digests, dry_run))
         return reports
 
     async def _prune_tag(
@@ -295,32 +298,38 @@ class SyncRunner:
         cfg: TargetConfig,
         repo: Repository,
         tag: str,
-        target_tags: list[str],
+        digests: dict[str, str],
         dry_run: bool,
     ) -> ImageReport:
         report = ImageReport(entry=entry.name, source=f"{cfg.ref}:{tag}", result="would-prune")
-        desc = await repo.manifest_head(tag)
-        if desc is None:
+        digest = digests.get(tag)
+        if digest is None:
             report.result = "pruned"
             return report
-        report.source_digest = str(desc.digest)
+        report.source_digest = digest
         # Registries delete manifests by digest, which removes every tag on it: keep shared digests.
-        for other in target_tags:
-            if (
-                other != tag
-                and (d := await repo.manifest_head(other)) is not None
-                and d.digest == desc.digest
-            ):
+        for other, other_digest in digests.items():
+            if other != tag and other_digest == digest:
                 report.result, report.error = "failed", f"not pruned: digest shared with tag {other!r}"
                 return report
         if not dry_run:
-            await repo.manifest_delete(str(desc.digest))
+            await repo.manifest_delete(digest)
             report.result = "pruned"
         log.info(
             "tag pruned" if not dry_run else "tag would be pruned",
-            extra={"fields": {"entry": entry.name, "image": report.source, "digest": str(desc.digest)}},
+            extra={"fields": {"entry": entry.name, "image": report.source, "digest": digest}},
         )
         return report
+
+
+async def _tag_digests(repo: Repository, tags: Iterable[str]) -> dict[str, str]:
+    """The digest each tag points at (one HEAD per tag; tags gone meanwhile are left out)."""
+    digests = {}
+    for tag in tags:
+        desc = await repo.manifest_head(tag)
+        if desc is not None:
+            digests[tag] = str(desc.digest)
+    return digests
 
 
 def _display(source_text: str, version: str) -> str:
