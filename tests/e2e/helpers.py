@@ -110,3 +110,22 @@ def registries_yaml(hosts: Sequence[str]) -> str:
     for host in hosts:
         lines += [f"  {host}:", "    tls: false"]
     return "\n".join(lines) + "\n"
+
+
+def entry_plan(
+    path: Path, source: str, target: str, repo: str, tags: str, *, name: str, extra: str = ""
+) -> Path:
+    """A plan with one entry ``name`` copying ``source/repo`` to ``target/repo`` (both plain HTTP);
+    ``extra`` is appended as further entry lines (indented four spaces)."""
+    return write_plan(
+        path,
+        f"""
+version: 1
+{registries_yaml([source, target])}
+sync:
+  - name: {name}
+    source: {source}/{repo}
+    target: {target}/{repo}
+    tags: {tags}
+{extra}""",
+    )

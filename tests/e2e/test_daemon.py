@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.helpers import cli_env, images, registries_yaml, seed, tags_at, write_plan
+from tests.e2e.helpers import cli_env, entry_plan, images, seed, tags_at
 from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import promtool_check_metrics, require_tool, skopeo
@@ -126,20 +126,8 @@ async def daemon(plan: Path, tmp: Path, **kw: Any) -> AsyncIterator[Daemon]:
             await d.proc.wait()
 
 
-def _plan(path: Path, source: str, target: str, repo: str, tags: str, extra: str = "") -> Path:
-    return write_plan(
-        path,
-        f"""
-version: 1
-{registries_yaml([source, target])}
-sync:
-  - name: main
-    source: {source}/{repo}
-    target: {target}/{repo}
-    tags: {tags}
-    interval: 1h
-{extra}""",
-    )
+def _plan(path: Path, source: str, target: str, repo: str, tags: str) -> Path:
+    return entry_plan(path, source, target, repo, tags, name="main", extra="    interval: 1h\n")
 
 
 @pytest.mark.tools("promtool")

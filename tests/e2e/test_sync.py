@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.helpers import (
     digest_at,
+    entry_plan,
     images,
     read_report,
     registries_yaml,
@@ -25,18 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.tools("skopeo")]
 
 
 def _plan(path: Path, source: str, target: str, repo: str, tags: str, extra: str = "") -> Path:
-    return write_plan(
-        path,
-        f"""
-version: 1
-{registries_yaml([source, target])}
-sync:
-  - name: e2e
-    source: {source}/{repo}
-    target: {target}/{repo}
-    tags: {tags}
-{extra}""",
-    )
+    return entry_plan(path, source, target, repo, tags, name="e2e", extra=extra)
 
 
 async def test_second_sync_costs_one_head_per_tag_and_no_get(
