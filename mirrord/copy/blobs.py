@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -35,7 +35,7 @@ from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
 from mirrord.events import BlobDone, BlobOutcome, EventBus, RetryScheduled, TransferFinished, TransferStarted
 from mirrord.oci import Descriptor, Digest
-from mirrord.registry.base import Repository, UploadSession
+from mirrord.registry.base import Repository, UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, RegistryError
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,7 @@ class BlobTransfers:
         try:
             held: bytes | None = None
             async with source.blob_open(blob.digest) as stream:
-                if getattr(stream, "verifies_digest", False):
+                if verifies_digest(stream):
                     verifier.hasher = None  # the stream hashes and raises at its end: once is enough
                 async for chunk in stream:
                     verifier.update(chunk)
@@ -440,21 +440,42 @@ class _Channel:
         while not self._queue.empty():
             self._queue.get_nowait()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> _VerifiedChunks:
         """The chunks for ``blob_put``; raises BlobCopyFailed when the source failed."""
+        return _VerifiedChunks(self)
+
+    async def next_chunk(self) -> bytes:
+        """The next chunk; StopAsyncIteration once the producer finished (after verifying)."""
         while True:
             self._raise_if_failed()
             item = await self._queue.get()
             self._raise_if_failed()
             if item is _END:
-                return
+                raise StopAsyncIteration
             if item is not _WAKE:
-                yield cast(bytes, item)  # whatever the stream gave (bytes-like), passed on as is
+                return cast(bytes, item)  # whatever the stream gave (bytes-like), passed on as is
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             # A fresh error per consumer: one exception object must not be raised in several tasks.
             raise BlobCopyFailed(f"source stream failed: {self._error}", cause=self._error)
+
+
+class _VerifiedChunks:
+    """A channel's chunks as ``blob_put`` reads them. The producer ends a channel only after the
+    digest and size checked out and fails it otherwise (the last chunk is held back until then), so
+    these chunks keep the ``verifies_digest`` promise and targets need not hash them again."""
+
+    verifies_digest = True
+
+    def __init__(self, channel: _Channel) -> None:
+        self._channel = channel
+
+    def __aiter__(self) -> _VerifiedChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._channel.next_chunk()
 
 
 async def _broadcast(channels: list[_Channel], chunk: bytes) -> bool:

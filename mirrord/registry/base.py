@@ -37,6 +37,13 @@ class BlobStream(Protocol):
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 
 
+def verifies_digest(stream: object) -> bool:
+    """True when ``stream`` (a :class:`BlobStream`, or the ``chunks`` given to ``blob_put``) declares
+    with ``verifies_digest = True`` that it raises instead of ending when its bytes do not match the
+    blob's digest and size: whoever reads it need not hash the bytes again."""
+    return getattr(stream, "verifies_digest", False) is True
+
+
 class UploadSession(Protocol):
     """An opaque, started upload (e.g. the Location of a 202 from a mount attempt)."""
 
@@ -102,7 +109,9 @@ class Repository(Protocol):
         *,
         upload: UploadSession | None = None,
     ) -> None:
-        """Upload a blob streamed from ``chunks`` (never buffered whole)."""
+        """Upload a blob streamed from ``chunks`` (never buffered whole).
+
+        ``chunks`` that declare :func:`verifies_digest` are not hashed again (their size still is)."""
         ...
 
     async def tags_list(self) -> list[str]:

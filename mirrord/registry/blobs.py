@@ -27,7 +27,7 @@ import aiohttp
 
 from mirrord.events import BytesTransferred
 from mirrord.oci import Digest, DigestHasher
-from mirrord.registry.base import UploadSession
+from mirrord.registry.base import UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError, TransportError
 from mirrord.registry.transport import DEFAULT_READ_TIMEOUT, NETWORK_ERRORS, describe_network_error
 
@@ -247,6 +247,8 @@ class StallGuard:
 class VerifyingBody:
     """Async-iterates the caller's chunks, counting, hashing and holding back the last chunk
     until the total size and digest are checked: a mismatch raises before the body completes.
+    Chunks that declare :func:`~mirrord.registry.base.verifies_digest` (they raise at their end
+    instead of ending on a mismatch) are counted but not hashed a second time.
 
     ``error`` keeps whatever the iteration raised (aiohttp wraps it in a connection error).
     """
@@ -264,7 +266,8 @@ class VerifyingBody:
         self._digest = digest
         self._size = size
         self._repo = repo
-        self._hasher = digest.hasher() if digest.verifiable else DigestHasher()
+        self._hasher = None if verifies_digest(chunks) or not digest.verifiable else digest.hasher()
+        self._received = 0
         self._pending: bytes | None = None
         self._finished = False
         self.error: BaseException | None = None
@@ -297,8 +300,10 @@ class VerifyingBody:
                 break
             if not chunk:
                 continue
-            self._hasher.update(chunk)
-            if self._hasher.size > self._size:
+            self._received += len(chunk)
+            if self._hasher is not None:
+                self._hasher.update(chunk)
+            if self._received > self._size:
                 raise self._mismatch(f"chunks exceed the announced {self._size} bytes")
             out, self._pending = self._pending, chunk
             if out is not None:
@@ -309,9 +314,9 @@ class VerifyingBody:
         return out
 
     def _verify(self) -> None:
-        if self._hasher.size != self._size:
-            raise self._mismatch(f"chunks total {self._hasher.size} bytes, expected {self._size}")
-        if self._digest.verifiable and self._hasher.digest() != self._digest:
+        if self._received != self._size:
+            raise self._mismatch(f"chunks total {self._received} bytes, expected {self._size}")
+        if self._hasher is not None and self._hasher.digest() != self._digest:
             raise self._mismatch(f"content hashes to {self._hasher.digest()}")
 
     def _mismatch(self, what: str) -> DigestMismatch:

@@ -205,6 +205,53 @@ async def test_upload_with_wrong_size_raises_digest_mismatch(
     assert not fake.uploads
 
 
+class SelfVerifying:
+    """Chunks that declare ``verifies_digest`` (as the copy engine's tee does)."""
+
+    verifies_digest = True
+
+    def __init__(self, data: bytes) -> None:
+        self._chunks = chunked(data)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks
+
+
+def count_hashers(monkeypatch: pytest.MonkeyPatch) -> list[Digest]:
+    made: list[Digest] = []
+    real = Digest.hasher
+
+    def hasher(self: Digest) -> Any:
+        made.append(self)
+        return real(self)
+
+    monkeypatch.setattr(Digest, "hasher", hasher)
+    return made
+
+
+async def test_chunks_that_verify_themselves_are_not_hashed_again(
+    fake: FakeRegistry, transport: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = count_hashers(monkeypatch)
+    data, other = os.urandom(30_000), os.urandom(30_000)
+    repo = repo_of(fake, transport)
+    await repo.blob_put(Digest.of(data), len(data), SelfVerifying(data))
+    assert made == []
+    await repo.blob_put(Digest.of(other), len(other), chunked(other))
+    assert made == [Digest.of(other)]
+    assert {str(Digest.of(data)), str(Digest.of(other))} <= set(fake.blobs)
+
+
+@pytest.mark.parametrize("size_delta", [-1, 1])
+async def test_self_verifying_chunks_still_have_their_size_checked(
+    fake: FakeRegistry, transport: Transport, size_delta: int
+) -> None:
+    data = os.urandom(30_000)
+    with pytest.raises(DigestMismatch, match="bytes"):
+        await repo_of(fake, transport).blob_put(Digest.of(data), len(data) + size_delta, SelfVerifying(data))
+    assert not fake.uploads
+
+
 async def test_failing_chunks_iterator_cancels_the_upload_and_reraises(
     fake: FakeRegistry, transport: Transport
 ) -> None:
