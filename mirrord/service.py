@@ -59,6 +59,7 @@ class Service:
         grace: float = 30.0,
         listen: tuple[str, int] | None = None,
         state_dir: str | None = None,
+        verbose: bool = False,
     ) -> None:
         self.plan_path = str(plan_path)
         self.shard = shard
@@ -68,7 +69,7 @@ class Service:
         self.events = EventBus()
         self.metrics = Metrics()
         self.metrics.subscribe(self.events)
-        self.events.subscribe(event_logger())
+        self.events.subscribe(event_logger(verbose=verbose))
         self.notifier = Notifier()
         self.started = time.time()
         self.plan: Plan | None = None

@@ -39,6 +39,10 @@ async def test_second_sync_costs_one_head_per_tag_and_no_get(
         first = await run_cli("sync", "-c", str(plan), "--report", str(tmp_path / "r1.json"))
         assert first.code == 0, first.output
         assert {i["result"] for i in read_report(tmp_path / "r1.json")} == {"copied"}
+        # Without -v the log has one line per image, none per blob or manifest.
+        messages = [json.loads(line)["msg"] for line in first.stderr.splitlines() if line.startswith("{")]
+        assert messages.count("image copied") == 3
+        assert not [m for m in messages if m.startswith(("blob ", "manifest "))], messages
         src.requests.clear()
         dst.requests.clear()
 
@@ -251,7 +255,7 @@ sync:
     tags: ['1.0']
 """,
         )
-        result = await run_cli("sync", "-c", str(plan), "--state-dir", str(state))
+        result = await run_cli("-v", "sync", "-c", str(plan), "--state-dir", str(state))
         assert result.code == 0, result.output
         outcomes = [json.loads(line)["msg"] for line in result.stderr.splitlines() if '"blob ' in line]
         if n == 1:
