@@ -79,7 +79,13 @@ class UnsupportedTarget(Exception):
 
 
 class SyncRunner:
-    """Runs sync passes over a plan's entries with shared registries and limits."""
+    """Runs sync passes over a plan's entries with shared registries and limits.
+
+    An unchanged image costs one HEAD per side, so its artifacts are not looked for, except with
+    the entry's ``recheck_artifacts`` and on the pass after the image was copied or failed (the
+    runner remembers those, so in the daemon a signature pushed shortly after its image, or an
+    artifact copy that failed, still arrives on the next pass).
+    """
 
     def __init__(
         self,
@@ -93,6 +99,8 @@ class SyncRunner:
     ) -> None:
         self.plan = plan
         self.registries = registries
+        # (entry name, version) whose artifacts the next pass looks for even when unchanged.
+        self._recheck: set[tuple[str, str]] = set()
         self.events = events or EventBus()
         self.limits = limits or Limits()
         self.locations = locations
@@ -231,6 +239,7 @@ class SyncRunner:
                     entry=entry.name,
                     force=force,
                     require_signatures=entry.require_signatures,
+                    recheck_artifacts=entry.recheck_artifacts or (entry.name, version) in self._recheck,
                 )
             )
         return requests
@@ -245,6 +254,9 @@ class SyncRunner:
         targets: Sequence[tuple[TargetConfig, Repository]],
     ) -> list[ImageReport]:
         results = await engine.copy_many(self._requests(entry, source, versions, targets))
+        self._recheck = {k for k in self._recheck if k[0] != entry.name} | {
+            (entry.name, v) for v, r in zip(versions, results, strict=True) if r.outcome != "unchanged"
+        }
         return [_image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)]
 
     async def _dry_run(

@@ -16,8 +16,9 @@ Order of work for one image, and why:
 4. Per target whose blobs all arrived: child manifests by digest (children first), the root by
    digest, and only then the tag, so a tag never points at incomplete content.
 5. Artifacts (targets with ``artifacts``): signatures, attestations, SBOMs and referrers of every
-   manifest copied (of the root when unchanged) through :mod:`mirrord.copy.artifacts`; those whose
-   subject's digest changed at a target are reported as dropped instead.
+   manifest copied through :mod:`mirrord.copy.artifacts` (of the root of an unchanged image only
+   when the request says ``recheck_artifacts``: looking costs source GETs); those whose subject's
+   digest changed at a target are reported as dropped instead.
 
 One engine is one pass: its dedup state (claims) spans every image copied through it. An image that
 fails is reported in its :class:`CopyResult`; nothing but CancelledError is raised.
@@ -194,7 +195,8 @@ class CopyEngine:
     async def _copy(self, image: _Image) -> Literal["copied", "unchanged"]:
         outcome = await self._copy_image(image)
         request = image.request
-        if any(t.artifacts for t in request.targets) and image.source_digest is not None:
+        look = outcome == "copied" or request.recheck_artifacts
+        if look and any(t.artifacts for t in request.targets) and image.source_digest is not None:
             subjects, views = artifact_views(
                 request.targets,
                 image.plans,

@@ -45,7 +45,9 @@ class CopyRequest:
     ``platforms`` None (or empty) copies every instance of an index; otherwise only matching
     instances (and their attestations), rewriting the index. ``force`` skips the unchanged check.
     ``require_signatures`` refuses (fails) a target where any manifest digest would change, so no
-    signature is invalidated.
+    signature is invalidated. Artifacts are looked for when the image is copied; for an unchanged
+    image only with ``recheck_artifacts`` (that costs source requests: a tag list, a referrers query,
+    a HEAD per artifact tag), so that otherwise an unchanged image costs one HEAD per side.
     """
 
     source: Repository
@@ -56,6 +58,7 @@ class CopyRequest:
     include_foreign: bool = False
     force: bool = False
     require_signatures: bool = False
+    recheck_artifacts: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ SHARED_FIELDS: dict[str, Callable[[Value], Any]] = {
     "prune_max": lambda v: v.integer(minimum=1),
     "search_registries": f.parse_hosts,
     "require_signatures": Value.boolean,
+    "recheck_artifacts": Value.boolean,
     "format": lambda v: f.parse_choice(v, f.FORMATS),
     "compression": lambda v: f.parse_choice(v, f.COMPRESSIONS),
     "artifacts": Value.boolean,
@@ -112,6 +113,7 @@ def _entry(item: Value, defaults: Defaults) -> tuple[Entry, Value]:
         prune_max=_get(merged, "prune_max", DEFAULT_PRUNE_MAX),
         search_registries=_get(merged, "search_registries", ()),
         require_signatures=_get(merged, "require_signatures", False),
+        recheck_artifacts=_get(merged, "recheck_artifacts", False),
     )
     return entry, name_origin
 

@@ -77,7 +77,8 @@ class Entry:
     ``source_is_short`` says the user wrote a short name, which the sync pass resolves through
     ``search_registries`` when any are set. ``tag``/``digest`` come from ``src:tag``/``src@digest``;
     then ``tags`` is None. ``tags`` None with neither means every tag. ``platforms`` None means all.
-    ``interval`` is in seconds.
+    ``interval`` is in seconds. ``recheck_artifacts`` looks for new artifacts of unchanged images
+    every pass (source GETs); otherwise an unchanged image costs one HEAD per side.
     """
 
     name: str
@@ -93,6 +94,7 @@ class Entry:
     prune_max: int = DEFAULT_PRUNE_MAX
     search_registries: tuple[str, ...] = ()
     require_signatures: bool = False
+    recheck_artifacts: bool = False
 
 
 @dataclass(frozen=True, slots=True)

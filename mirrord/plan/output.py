@@ -70,6 +70,7 @@ def _entry(entry: Entry) -> dict[str, Any]:
         out["prune_max"] = entry.prune_max
     out["search_registries"] = list(entry.search_registries)
     out["require_signatures"] = entry.require_signatures
+    out["recheck_artifacts"] = entry.recheck_artifacts
     return out
 
 

@@ -84,7 +84,8 @@ async def test_fallback_index_at_the_target_is_merged_not_replaced() -> None:
     await push_sample(target, made["image"], "1")
     await push_sample(target, other)
     await put_manifest(target, cosign_tag(made["image"].digest), referrers_index([other.root]))
-    result = await CopyEngine().copy(_request(source, Target(target, "1", artifacts=True)))
+    request = _request(source, Target(target, "1", artifacts=True), recheck_artifacts=True)
+    result = await CopyEngine().copy(request)
     assert result.outcome == "unchanged", result.error
     index = await target.manifest_get(cosign_tag(made["image"].digest))
     assert isinstance(index, ImageIndex)
@@ -114,19 +115,34 @@ async def test_artifacts_off_copies_none() -> None:
     assert source.registry.calls["tags_list"] == 0
 
 
-async def test_no_op_pass_cost_with_artifacts() -> None:
+async def test_unchanged_image_costs_one_head_at_the_source_even_with_artifacts() -> None:
     source, _ = await signed_source()
     target = Target(MemoryRegistry("dst.example").repository("app"), "1", artifacts=True)
     assert (await CopyEngine().copy(_request(source, target))).outcome == "copied"
     source.registry.reset_calls()
-    target.repository.registry.reset_calls()  # type: ignore[attr-defined]
     again = await CopyEngine().copy(_request(source, target))
     assert again.outcome == "unchanged", again.error
+    assert Counter(source.registry.calls) == Counter({"manifest_head": 1})
+
+
+async def test_recheck_of_an_unchanged_image_finds_a_late_signature_and_says_its_cost() -> None:
+    source, made = await signed_source()
+    late = sample_cosign(made["image"].root, ".sig", seed=7)
+    await source.manifest_delete(cosign_tag(made["image"].digest, ".sig"))
+    target = Target(MemoryRegistry("dst.example").repository("app"), "1", artifacts=True)
+    assert (await CopyEngine().copy(_request(source, target))).outcome == "copied"
+    assert await target.repository.manifest_head(cosign_tag(made["image"].digest, ".sig")) is None
+    await push_sample(source, late, cosign_tag(made["image"].digest, ".sig"))  # signed after the copy
+    source.registry.reset_calls()
+    again = await CopyEngine().copy(_request(source, target, recheck_artifacts=True))
+    assert again.outcome == "unchanged", again.error
+    assert await target.repository.manifest_head(cosign_tag(made["image"].digest, ".sig")) is not None
     # The image: one HEAD. Artifacts: one tags list and one referrers probe per repository, then
     # per artifact tag one HEAD (.sig .att .sbom and the .sbom's .sig); referrers are by digest
-    # (no source request), their fallback indexes one GET each (found through the tags list).
+    # (no source request), their fallback indexes one GET each (found through the tags list); the
+    # new .sig is copied (its manifest GET and its two blobs).
     assert Counter(source.registry.calls) == Counter(
-        {"manifest_head": 1 + 4, "tags_list": 1, "referrers": 1, "manifest_get": 2}
+        {"manifest_head": 1 + 4, "tags_list": 1, "referrers": 1, "manifest_get": 2 + 1, "blob_open": 2}
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.oci import Reference
+from mirrord.plan import load_plan
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings
 from mirrord.sample import (
@@ -19,6 +20,7 @@ from mirrord.sample import (
     sample_image,
     sample_referrer,
 )
+from mirrord.sync import SyncRunner
 from tests.e2e.helpers import PLAIN, read_report, registries_yaml, run_cli, write_plan
 from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer
@@ -56,6 +58,9 @@ async def seed_signed(host: str, repo: str) -> dict[str, str]:
     return refs
 
 
+_RECHECK = "defaults:\n  recheck_artifacts: true\n"
+
+
 def _ref(repo: str, reference: str) -> str:
     return f"{repo}{reference}" if reference.startswith("@") else f"{repo}:{reference}"
 
@@ -74,7 +79,7 @@ sync:
     )
 
 
-async def test_signatures_and_referrers_arrive_byte_identical_and_cost_little_when_unchanged(
+async def test_signatures_and_referrers_arrive_byte_identical_and_cost_nothing_when_unchanged(
     plain_registry: RegistryServer, registry_factory: object, unique_repo: str, tmp_path: Path
 ) -> None:
     mirror = registry_factory("plain")  # type: ignore[operator]
@@ -94,9 +99,19 @@ async def test_signatures_and_referrers_arrive_byte_identical_and_cost_little_wh
         second = await run_cli("sync", "-c", str(plan), "--report", str(tmp_path / "r2.json"))
         assert second.code == 0, second.output
         assert read_report(tmp_path / "r2.json")[0]["result"] == "unchanged"
-        # No-op cost at the source with artifacts on: the image tag's HEAD, one tags list, one
-        # referrers probe (404 on distribution 2.8), a HEAD per cosign tag (4) and a GET per
-        # fallback referrers index (2); no blob.
+        # The contract: an unchanged tag costs one HEAD at the source and no GET, artifacts or not.
+        assert src.count("HEAD", "manifest") == 1
+        assert src.count("GET", None) == 0
+        assert len(src.requests) == 1
+
+        src.requests.clear()
+        recheck = _plan(tmp_path / "recheck.yaml", src.host, mirror.host, unique_repo, "", _RECHECK)
+        third = await run_cli("sync", "-c", str(recheck), "--report", str(tmp_path / "r3.json"))
+        assert third.code == 0, third.output
+        assert read_report(tmp_path / "r3.json")[0]["result"] == "unchanged"
+        # With recheck_artifacts: the image tag's HEAD, one tags list, one referrers probe (404 on
+        # distribution 2.8), a HEAD per cosign tag (4) and a GET per fallback referrers index (2);
+        # no blob.
         assert src.count("HEAD", "manifest") == 1 + 4
         assert src.count("GET", "manifest") == 2
         assert src.count("GET", "tags") == 1
@@ -139,3 +154,34 @@ async def test_require_signatures_refuses_a_conversion(
     (row,) = read_report(tmp_path / "r.json")
     assert row["result"] == "failed"
     assert "require_signatures" in row["error"]
+
+
+async def test_the_daemon_looks_again_for_artifacts_on_the_pass_after_a_copy_then_stops(
+    plain_registry: RegistryServer, registry_factory: object, unique_repo: str, tmp_path: Path
+) -> None:
+    """A signature pushed after its image was mirrored arrives on the next pass of the same runner
+    (the daemon keeps one); the pass after that costs the source one HEAD again."""
+    mirror = registry_factory("plain")  # type: ignore[operator]
+    settings = {plain_registry.host: RegistrySettings(host=plain_registry.host, tls=PLAIN)}
+    async with Registries(settings) as hub:
+        source = hub.repository(Reference.parse(f"{plain_registry.host}/{unique_repo}", default_tag=None))
+        image = sample_image(unique_repo, kind="oci-index", platforms=("linux/amd64",))
+        await push_sample(source, image, "1")
+        async with FaultProxy(plain_registry.url) as src:
+            plan = load_plan(_plan(tmp_path / "plan.yaml", src.host, mirror.host, unique_repo))
+            async with Registries(plan.registries) as registries:
+                runner = SyncRunner(plan, registries)
+                passes = []
+                for n in range(3):
+                    if n == 1:  # signed after the first pass mirrored the image
+                        signature = sample_cosign(image.root, ".sig")
+                        await push_sample(source, signature, cosign_tag(image.digest, ".sig"))
+                    src.requests.clear()
+                    (report,) = await runner.run_pass()
+                    passes.append(([i.result for i in report.images], len(src.requests)))
+                    if n == 1:
+                        assert src.count("GET", "tags") == 1
+    assert [results for results, _ in passes] == [["copied"], ["unchanged"], ["unchanged"]]
+    assert passes[2][1] == 1  # the third pass: one HEAD, nothing else
+    sig = _ref(unique_repo, cosign_tag(image.digest, ".sig"))
+    assert skopeo_inspect_raw(mirror, sig) == skopeo_inspect_raw(plain_registry, sig)

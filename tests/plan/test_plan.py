@@ -149,6 +149,7 @@ def test_defaults_merge_and_entry_overrides() -> None:
           prune: true
           prune_max: 3
           require_signatures: true
+          recheck_artifacts: true
           tags: {semver: '^1'}
         sync:
           - source: example.com/a
@@ -165,7 +166,8 @@ def test_defaults_merge_and_entry_overrides() -> None:
     assert a.interval == 5400
     assert a.platforms == (Platform("linux", "amd64"),)
     assert a.targets == (TargetConfig("mirror.example.com/common", None, "oci", "keep", False),)
-    assert (a.prune, a.prune_max, a.require_signatures) == (True, 3, True)
+    assert (a.prune, a.prune_max, a.require_signatures, a.recheck_artifacts) == (True, 3, True, True)
+    assert b.recheck_artifacts is True  # from the defaults
     assert a.tags is not None
     assert a.tags.semver == SemverRange.parse("^1")
     assert b.interval == 90
@@ -751,6 +753,7 @@ def test_plan_to_dict_round_trips() -> None:
         "interval": "6h",
         "search_registries": ["docker.io"],
         "require_signatures": False,
+        "recheck_artifacts": False,
     }
     assert "defaults" not in resolved
     again = parse_plan(yaml.safe_dump(resolved, sort_keys=False), "mirrord.yaml")
