@@ -13,8 +13,9 @@ Order of work for one image, and why:
    A target with ``format``/``compression`` gets its own plan (:mod:`mirrord.copy.convert`),
    checked before any byte moves; layers it re-encodes come through :mod:`mirrord.copy.recode`
    instead. ``require_signatures`` refuses a target whose digests would change.
-4. Per target whose blobs all arrived: child manifests by digest (children first), the root by
-   digest, and only then the tag, so a tag never points at incomplete content.
+4. Per target whose blobs all arrived: child manifests by digest (children first), then the root
+   by its tag (or by digest when there is none), so a tag never points at incomplete content. A
+   separate by-digest PUT of the root would cost the target a request per image for nothing.
 5. Artifacts (targets with ``artifacts``): signatures, attestations, SBOMs and referrers of every
    manifest copied through :mod:`mirrord.copy.artifacts` (of the root of an unchanged image only
    when the request says ``recheck_artifacts``: looking costs source GETs); those whose subject's
@@ -422,16 +423,16 @@ class CopyEngine:
             )
 
     async def _push_target(self, image: _Image, plan: ImagePlan, index: int) -> None:
-        """Children by digest level by level, the root by digest, then the tag."""
+        """Children by digest level by level, then the root: by its tag when the target has one (one
+        PUT stores it and points the tag at it, after everything it references), else by digest."""
         target = image.request.targets[index]
         try:
             for level in plan.levels:
                 async with asyncio.TaskGroup() as group:
                     for manifest in level:
                         group.create_task(self._put(image, target.repository, str(manifest.digest), manifest))
-            await self._put(image, target.repository, str(plan.root.digest), plan.root)
-            if target.tag is not None:
-                await self._put(image, target.repository, target.tag, plan.root)
+            root_reference = target.tag if target.tag is not None else str(plan.root.digest)
+            await self._put(image, target.repository, root_reference, plan.root)
         except Exception as exc:
             image.fail(index, f"manifests to {target.repository}: {describe(exc)}")
             return
