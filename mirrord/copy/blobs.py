@@ -12,6 +12,11 @@ repository received a verified copy earlier in the pass (a target in another reg
 copy is read, and a source read under way is waited for, so each blob leaves the source once per
 pass however many target registries need it.
 
+A target repository that had no tag when the pass first needed a blob there (one ``has_tags``
+per repository and pass, asked only when a blob must be delivered, so a no-op pass never asks) is
+new: a blob HEAD there could only miss, so it is skipped and the blob mounted or uploaded straight
+away. (Blobs left there by an interrupted run are then uploaded again: bytes, not correctness.)
+
 One delivery per (target repository, digest) per pass: later images needing the blob in the same
 repository share it (``deduplicated``) instead of mounting it again. One transfer per (target
 registry_key, digest) at a time: the first caller claims it, later callers
@@ -77,6 +82,8 @@ class BlobTransfers:
         self._holders: dict[Digest, list[Repository]] = {}
         # Deliveries per (registry_key, repository, digest): later images of the pass share them.
         self._deliveries: dict[tuple[str, str, Digest], asyncio.Future[bool]] = {}
+        # Per (registry_key, repository): did it have no tag when first asked in this pass?
+        self._new_repositories: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
     async def reserve(self) -> None:
         """Take a stream slot; call before spawning the task that runs :meth:`ensure`."""
@@ -217,12 +224,31 @@ class BlobTransfers:
             await self._upload(source, blob, [sink], report, entry)
 
     async def _exists(self, target: Repository, digest: Digest) -> bool:
+        if await self._is_new(target):
+            return False
         try:
             return await target.blob_head(digest) is not None
         except RegistryError as exc:
             # A failed HEAD only costs us the shortcut: the upload decides.
             log.debug("blob HEAD failed", extra={"fields": {"target": str(target), "error": str(exc)}})
             return False
+
+    async def _is_new(self, target: Repository) -> bool:
+        """True when ``target`` had no tag when this pass first asked (asked once; a failed
+        question counts as not new, so the HEADs decide)."""
+        key = (target.registry_key, target.name)
+        answer = self._new_repositories.get(key)
+        if answer is not None:
+            return await asyncio.shield(answer)
+        answer = self._new_repositories[key] = asyncio.get_running_loop().create_future()
+        new = False
+        try:
+            new = not await target.has_tags()
+        except RegistryError as exc:
+            log.debug("tag probe failed", extra={"fields": {"target": str(target), "error": str(exc)}})
+        finally:
+            answer.set_result(new)  # also when cancelled: waiters then fall back to HEADs
+        return new
 
     async def _mount(self, source: Repository, sink: _Sink, digest: Digest) -> bool:
         """Mount from the source (same registry) or the most recent known location; on a 202 the

@@ -118,6 +118,10 @@ class Repository(Protocol):
         """Every tag of the repository (all pages); empty when the repository does not exist."""
         ...
 
+    async def has_tags(self) -> bool:
+        """True when the repository has at least one tag (one small request, not every page)."""
+        ...
+
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """The referrers index of ``digest``, or None when the registry has no referrers API."""
         ...

@@ -253,6 +253,17 @@ class HTTPRepository:
             target = parse_link_next(fetched.links)
         return tags
 
+    async def has_tags(self) -> bool:
+        """One ``GET tags/list?n=1``: True when it names a tag; False for an unknown repository."""
+        try:
+            fetched = await self.client.fetch(
+                "GET", f"/v2/{self._name}/tags/list?n=1", scopes=self.pull_scopes,
+                limit=MAX_TAGS_PAGE_BYTES, repository=self._name,
+            )  # fmt: skip
+        except NotFound:
+            return False
+        return bool(self._page_tags(fetched.body))
+
     def _page_tags(self, body: bytes) -> list[str]:
         try:
             data = json.loads(body)

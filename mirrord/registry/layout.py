@@ -297,6 +297,10 @@ class LayoutRepository:
         names = (_ref_name(e) for e in entries)
         return list(dict.fromkeys(n for n in names if n is not None and _is_tag(n)))
 
+    async def has_tags(self) -> bool:
+        """True when index.json names a tag."""
+        return bool(await self.tags_list())
+
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """Always None (no referrers API): the fallback tag scheme works through tags."""
         return None

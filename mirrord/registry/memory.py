@@ -329,6 +329,11 @@ class MemoryRepository:
         await self.registry.before("tags_list", self, "")
         return sorted(self.registry.tags.get(self._name, {}))
 
+    async def has_tags(self) -> bool:
+        """True when the repository has a tag."""
+        await self.registry.before("has_tags", self, "")
+        return bool(self.registry.tags.get(self._name))
+
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """An OCI index of the manifests whose ``subject`` is ``digest`` (None without the API)."""
         await self.registry.before("referrers", self, str(digest))

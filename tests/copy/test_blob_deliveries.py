@@ -46,3 +46,48 @@ async def test_tags_of_one_repository_share_a_base_layer_delivery() -> None:
         "mounted",
     ]
     assert target.calls["blob_mount"] == 2
+
+
+def _copy_requests(source: MemoryRegistry, target: MemoryRegistry, tags: list[str]) -> list[CopyRequest]:
+    app, mirror = source.repository("app"), target.repository("m")
+    return [CopyRequest(source=app, reference=t, targets=(Target(mirror, t),)) for t in tags]
+
+
+async def test_a_repository_without_tags_gets_no_blob_heads() -> None:
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    for tag in ("1", "2"):
+        await push_multiarch(source.repository("app"), tag, attestations=False)
+
+    results = await CopyEngine().copy_many(_copy_requests(source, target, ["1", "2"]))
+
+    assert [r.outcome for r in results] == ["copied", "copied"], [r.error for r in results]
+    # Asked once for the pass, before the first blob; then every blob went straight to upload.
+    assert (target.calls["has_tags"], target.calls["blob_head"]) == (1, 0)
+
+
+async def test_a_repository_with_a_tag_gets_a_head_per_blob_and_no_needless_upload() -> None:
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    base = layer("base", 5000)
+    await push_multiarch(source.repository("app"), "1", attestations=False, shared=base)
+    await push_multiarch(source.repository("app"), "2", attestations=False, shared=base)
+    assert (await CopyEngine().copy_many(_copy_requests(source, target, ["1"])))[0].outcome == "copied"
+    target.reset_calls()
+
+    (result,) = await CopyEngine().copy_many(_copy_requests(source, target, ["2"]))
+
+    assert result.outcome == "copied", result.error
+    assert target.calls["has_tags"] == 1
+    assert target.calls["blob_head"] > 0  # the repository is not new: what it holds is not sent again
+    assert target.calls["blob_put"] < target.calls["blob_head"]
+
+
+async def test_blobs_left_in_a_tagless_repository_are_uploaded_again_and_the_image_is_whole() -> None:
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    await push_multiarch(source.repository("app"), "1", attestations=False)
+    assert (await CopyEngine().copy_many(_copy_requests(source, target, ["1"])))[0].outcome == "copied"
+    await target.repository("m").manifest_delete("1")  # an interrupted run: blobs, no tag
+
+    (again,) = await CopyEngine().copy_many(_copy_requests(source, target, ["1"]))
+
+    assert again.outcome == "copied", again.error
+    assert await target.repository("m").manifest_head("1") is not None

@@ -378,6 +378,15 @@ async def test_tags_list_of_unknown_or_empty_repository_is_empty(
     assert await repo_of(fake, transport, name="lib/empty").tags_list() == []
 
 
+async def test_has_tags_asks_for_one_tag(fake: FakeRegistry, transport: Transport) -> None:
+    fake.tags["lib/app"] = [f"t{i}" for i in range(7)]
+    fake.tags["lib/empty"] = []
+    assert await repo_of(fake, transport).has_tags() is True
+    assert [r.query["n"] for r in fake.seen("GET", "/tags/list")] == ["1"]
+    assert await repo_of(fake, transport, name="lib/empty").has_tags() is False
+    assert await repo_of(fake, transport, name="no/such").has_tags() is False
+
+
 async def test_a_registry_without_referrers_api_is_probed_once(
     fake: FakeRegistry, transport: Transport
 ) -> None:

@@ -170,6 +170,7 @@ async def test_manifests_tags_and_delete(
     assert isinstance(index, ImageIndex)
     assert index.digest == index_digest
     assert sorted(await repo.tags_list()) == ["multi", "v1"]
+    assert await repo.has_tags() is True
 
     await repo.manifest_delete(str(index_digest))
     assert await repo.manifest_head(str(index_digest)) is None
@@ -183,6 +184,7 @@ async def test_unknown_repository_and_missing_referrers_api(
 ) -> None:
     repo = repo_at(any_registry.settings(), transport, unique_repo)
     assert await repo.tags_list() == []
+    assert await repo.has_tags() is False
     # distribution 2.8 has no referrers API: 404 -> None.
     assert await repo.referrers(Digest.of(b"subject")) is None
 

@@ -198,6 +198,7 @@ async def test_missing_directory_reads_as_empty_and_is_not_created(tmp_path: Pat
     repo = LayoutRepository(tmp_path / "missing")
     digest = Digest.of(b"nothing")
     assert await repo.tags_list() == []
+    assert await repo.has_tags() is False
     assert await repo.manifest_head("latest") is None
     assert await repo.manifest_head(str(digest)) is None
     assert await repo.blob_head(digest) is None
@@ -427,6 +428,7 @@ async def test_put_image_writes_blobs_and_a_tagged_index_entry(tmp_path: Path) -
     for raw in [image.index, *image.manifests, *image.blobs.values()]:
         assert (tmp_path / "blobs" / "sha256" / Digest.of(raw).encoded).read_bytes() == raw
     assert await repo.tags_list() == ["v1"]
+    assert await repo.has_tags() is True
 
     by_tag = await repo.manifest_get("v1")
     assert isinstance(by_tag, ImageIndex)
