@@ -210,9 +210,10 @@ class Service:
             self.plan = plan
             if self._registries is not None:
                 self._registries.update_settings(plan.registries)
-                self._runner = SyncRunner(
-                    plan, self._registries, events=self.events, locations=self.locations
-                )
+                runner = SyncRunner(plan, self._registries, events=self.events, locations=self.locations)
+                if self._runner is not None:
+                    runner.carry_over(self._runner)
+                self._runner = runner
             self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
             log.info("plan reloaded", extra={"fields": {"entries": len(self._entries)}})
         self.notifier.ready()

@@ -106,6 +106,10 @@ class SyncRunner:
         self.locations = locations
         self.conversions = conversions if conversions is not None else _conversions_beside(locations)
 
+    def carry_over(self, previous: SyncRunner) -> None:
+        """Keep what ``previous`` (the runner of the plan before a reload) meant to look at again."""
+        self._recheck |= previous._recheck
+
     def new_engine(self) -> CopyEngine:
         """A fresh engine: one per pass, so dedup spans every entry of the pass."""
         return CopyEngine(
