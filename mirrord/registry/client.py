@@ -193,6 +193,8 @@ class RegistryClient:
 
     def url(self, target: str) -> str:
         """``target`` (a path such as ``/v2/...`` or a Location, possibly relative) as an absolute URL."""
+        if target.startswith("/v2/"):  # the paths we build ourselves: skip urljoin's parsing
+            return self.base_url + target
         return urljoin(self.base_url + "/", target)
 
     def emit_retry(self, reason: str, delay: float) -> None:
