@@ -218,8 +218,12 @@ class RegistryClient:
             return not self.settings.tls.implicit_plain
         return url.startswith("https://")
 
+    def _is_own(self, url: str) -> bool:
+        """True when ``url`` is on the registry's own origin (the URLs we build: a prefix test)."""
+        return url.startswith(self.base_url + "/") or _origin(url) == _origin(self.base_url)
+
     def _tls_for(self, url: str) -> TLSSettings:
-        if _origin(url) == _origin(self.base_url):
+        if self._is_own(url):
             return self.settings.tls
         # Another host (token realm, CDN): same trust, but never our client certificate.
         return TLSSettings(verify=self.settings.tls.verify, ca_file=self.settings.tls.ca_file)
@@ -424,7 +428,7 @@ class RegistryClient:
         Authorization the registry saw. Authorization goes only to the registry's own origin."""
         current, hops = url, 0
         while True:
-            own = _origin(current) == _origin(self.base_url)
+            own = self._is_own(current)
             sent = await self.auth.header(scopes) if own else None
             send_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
             if sent is not None:
