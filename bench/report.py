@@ -112,7 +112,7 @@ def _ratio(a: Measurement | None, b: Measurement | None, what: str, limit: float
     return [Check(f"{what} wall", a.process.wall_s / b.process.wall_s, limit, void=_void(a, b))]
 
 
-def _noop_checks(m: Measurement | None, tags: int) -> list[Check]:
+def _noop_checks(m: Measurement | None, tags: int, label: str = "nothing changed") -> list[Check]:
     """The contract: an unchanged tag costs one manifest HEAD at the source and one at each target, and
     nothing else (no GET of any kind at the source: not manifests, blobs, tag lists or referrers)."""
     if m is None:
@@ -122,11 +122,9 @@ def _noop_checks(m: Measurement | None, tags: int) -> list[Check]:
     checks = []
     for side, stats in sides:
         heads = stats.get("HEAD manifest")
-        checks.append(Check(f"nothing changed: {side} manifest HEADs", heads, tags, "==", void))
-        checks.append(
-            Check(f"nothing changed: {side} requests besides those", stats.total - heads, 0, "==", void)
-        )
-    checks.append(Check("nothing changed: source GETs of any kind", _gets(m.source), 0, "==", void))
+        checks.append(Check(f"{label}: {side} manifest HEADs", heads, tags, "==", void))
+        checks.append(Check(f"{label}: {side} requests besides those", stats.total - heads, 0, "==", void))
+    checks.append(Check(f"{label}: source GETs of any kind", _gets(m.source), 0, "==", void))
     return checks
 
 
@@ -150,6 +148,9 @@ def corpus_checks(result: ScenarioResult) -> list[Check]:
     checks += _ratio(r("mirrord-cold"), r("floor"), "cold: mirrord / floor", 1.25)
     checks += _ratio(r("mirrord-again"), r("skopeo-again"), "nothing changed: mirrord / skopeo", 0.05)
     checks += _noop_checks(r("mirrord-again"), tags)
+    daemon = "nothing changed, daemon pass"
+    checks += _ratio(r("mirrord-daemon-again"), r("skopeo-again"), f"{daemon}: mirrord / skopeo", 0.05)
+    checks += _noop_checks(r("mirrord-daemon-again"), tags, daemon)
     checks += _ratio(r("mirrord-2targets-cold"), r("mirrord-cold"), "two targets / one target", 1.3)
     checks += _bytes_read(r("mirrord-cold"), unique) + _bytes_read(r("mirrord-2targets-cold"), unique)
     return checks
@@ -162,7 +163,10 @@ def info_ratios(result: ScenarioResult) -> list[str]:
         ("mirrord-cold", "skopeo-cold"),
         ("mirrord-cold", "floor"),
         ("mirrord-again", "skopeo-again"),
+        ("mirrord-daemon-again", "skopeo-again"),
         ("mirrord-2targets-cold", "mirrord-cold"),
+        ("floor-2targets", "floor"),
+        ("mirrord-2targets-cold", "floor-2targets"),
     ]:
         ma, mb = result.run(a), result.run(b)
         if ma and mb and mb.process.wall_s and mb.process.cpu_s:
@@ -176,7 +180,20 @@ def info_ratios(result: ScenarioResult) -> list[str]:
             f"  mirrord-startup (interpreter + imports, no work) takes {startup.process.wall_s:.2f} s of "
             f"mirrord-again's {again.process.wall_s:.2f} s"
         )
+    lines += _second_target_line(result)
     return lines
+
+
+def _second_target_line(result: ScenarioResult) -> list[str]:
+    """How much a second target slows mirrord, next to how much it slows the floor on this machine."""
+    runs = [result.run(n) for n in ("mirrord-2targets-cold", "mirrord-cold", "floor-2targets", "floor")]
+    if any(m is None or not m.process.wall_s for m in runs):
+        return []
+    m2, m1, f2, f1 = (m.process.wall_s for m in runs if m is not None)
+    return [
+        f"  a second target: mirrord x{m2 / m1:.2f}, the floor x{f2 / f1:.2f} (the registries share the "
+        "cores: each target registry does all of its work again)"
+    ]
 
 
 def big_checks(result: ScenarioResult) -> list[Check]:

@@ -21,13 +21,16 @@ from typing import Any
 
 from bench import tools
 from bench.corpus import Corpus, CorpusSpec
+from bench.daemon import Daemon
 from bench.floor import write_blob_list
 from bench.measure import ProcessResult, RequestStats, machine_busy_seconds, run_measured
-from bench.registries import Registry, registry, require_tool
+from bench.registries import Registry, free_port, registry, require_tool
 from bench.seed import head_digests, seed_corpus
 
 #: mirrord keeps blob locations across runs where these point: a cold run must start without any.
 STATE_ENV = ("MIRRORD_STATE_DIR", "STATE_DIRECTORY")
+#: Nothing-changed passes timed in one running daemon (the median is reported).
+DAEMON_PASSES = 5
 
 
 @dataclass
@@ -168,14 +171,17 @@ class Bench:
 
     # -- the three tools ------------------------------------------------------------------------
 
-    def floor(self, name: str, corpus: Corpus, repos: Sequence[str], source: Registry) -> Measurement:
-        """The floor copier into a fresh target."""
+    def floor(
+        self, name: str, corpus: Corpus, repos: Sequence[str], source: Registry, *, targets: int = 1
+    ) -> Measurement:
+        """The floor copier into ``targets`` fresh targets (each blob read once for all of them)."""
         blob_list = self.logs / f"{name}-blobs.json"
         blob_list.parent.mkdir(parents=True, exist_ok=True)
         write_blob_list(blob_list, corpus.distinct_blobs(repos), corpus.blobs)
-        with self.targets(1) as (target,):
-            argv = tools.floor_argv(source.host, target.host, blob_list, self.concurrency)
-            return self.measure(name, argv, source, [target])
+        with self.targets(targets) as regs:
+            first, *also = [r.host for r in regs]
+            argv = tools.floor_argv(source.host, first, blob_list, self.concurrency, also)
+            return self.measure(name, argv, source, regs)
 
     def skopeo(self, corpus: Corpus, repos: Sequence[str], source: Registry) -> list[Measurement]:
         """``skopeo sync --all`` cold into a fresh target, then again with nothing changed."""
@@ -196,8 +202,11 @@ class Bench:
         *,
         targets: int = 1,
         again: bool = True,
+        daemon_passes: int = 0,
     ) -> list[Measurement]:
-        """``mirrord sync`` cold into ``targets`` fresh targets, then (``again``) with nothing changed."""
+        """``mirrord sync`` cold into ``targets`` fresh targets, then (``again``) with nothing changed,
+        then (``daemon_passes`` > 0) that many nothing-changed passes in one ``mirrord run``, reported
+        as one measurement: the median pass, with every pass's wall time in ``samples``."""
         with self.targets(targets) as regs:
             plan = self.logs / f"{prefix}-plan.yaml"
             plan.write_text(tools.mirrord_plan(corpus, repos, source.host, [r.host for r in regs]))
@@ -207,7 +216,46 @@ class Bench:
             runs = [cold]
             if again:
                 runs.append(self.measure(f"{prefix}-again", argv, source, regs))
+            if daemon_passes:
+                daemon_plan = self.logs / f"{prefix}-daemon-plan.yaml"
+                daemon_plan.write_text(tools.daemon_plan(plan.read_text()))
+                name = f"{prefix}-daemon-again"
+                runs.append(self.daemon_again(name, daemon_plan, source, regs, daemon_passes))
         return runs
+
+    def daemon_again(
+        self, name: str, plan: Path, source: Registry, targets: Sequence[Registry], passes: int
+    ) -> Measurement:
+        """``passes`` nothing-changed passes triggered in one running daemon; the median pass."""
+        env = {k: v for k, v in os.environ.items() if k not in STATE_ENV} | {"PYTHONPATH": str(tools.ROOT)}
+        port = free_port()
+        argv = tools.daemon_argv(plan, f"127.0.0.1:{port}")
+        print(f"  {name} ...", end="", flush=True)
+        samples = []
+        with Daemon(argv, port, self.logs / f"{name}.log", env) as daemon:
+            for _ in range(passes):
+                samples.append(self._daemon_pass(name, daemon, argv, source, targets))
+        samples.sort(key=lambda m: m.process.wall_s)
+        pick = samples[(len(samples) - 1) // 2]
+        pick.samples = [m.process.wall_s for m in samples]
+        print(" " + ", ".join(f"{w:.3f}" for w in pick.samples) + " s", flush=True)
+        return pick
+
+    def _daemon_pass(
+        self, name: str, daemon: Daemon, argv: Sequence[str], source: Registry, targets: Sequence[Registry]
+    ) -> Measurement:
+        regs = (source, *targets)
+        marks = [r.mark() for r in regs]
+        cpu = [r.cpu_seconds() for r in regs]
+        busy, own, mine = machine_busy_seconds(), time.process_time(), daemon.cpu_seconds()
+        wall, ok = daemon.run_pass()
+        mine = daemon.cpu_seconds() - mine
+        stats = [r.requests_since(m) for r, m in zip(regs, marks, strict=True)]
+        cpu = [r.cpu_seconds() - c for r, c in zip(regs, cpu, strict=True)]
+        busy = machine_busy_seconds() - busy - (time.process_time() - own) - mine - sum(cpu)
+        proc = ProcessResult(tuple(argv), 0 if ok else 1, wall, mine, daemon.peak_rss(), daemon.log)
+        stored = [t.stored_blob_bytes() for t in targets]
+        return Measurement(name, proc, stats[0], stats[1:], stored, registry_cpu=cpu, other_cpu=busy)
 
 
 def corpus_facts(corpus: Corpus, repos: Sequence[str]) -> dict[str, Any]:
@@ -232,7 +280,8 @@ def run_corpus(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> Scenar
         if skopeo:
             result.runs.extend(bench.skopeo(corpus, repos, source))
         result.runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
-        result.runs.extend(bench.mirrord("mirrord", corpus, repos, source))
+        result.runs.extend(bench.mirrord("mirrord", corpus, repos, source, daemon_passes=DAEMON_PASSES))
+        result.runs.append(bench.floor("floor-2targets", corpus, repos, source, targets=2))
         result.runs.extend(bench.mirrord("mirrord-2targets", corpus, repos, source, targets=2, again=False))
     return result
 

@@ -29,8 +29,10 @@ def mirrord_repo(repo: str) -> str:
     return "mirror/" + repo.rsplit("/", 1)[-1]
 
 
-def floor_argv(source: str, target: str, blob_list: Path, concurrency: int) -> list[str]:
-    """The floor copier as a child process."""
+def floor_argv(
+    source: str, target: str, blob_list: Path, concurrency: int, also: Sequence[str] = ()
+) -> list[str]:
+    """The floor copier as a child process (``also``: more targets, each blob read once for all)."""
     return [
         sys.executable,
         "-m",
@@ -39,6 +41,7 @@ def floor_argv(source: str, target: str, blob_list: Path, concurrency: int) -> l
         target,
         str(blob_list),
         f"--concurrency={concurrency}",
+        *(f"--also={host}" for host in also),
     ]
 
 
@@ -80,6 +83,18 @@ def mirrord_plan(corpus: Corpus, repos: Sequence[str], source: str, targets: Seq
     ]
     plan = {"version": 1, "registries": registries, "sync": entries}
     return "# written by bench/tools.py\n" + yaml.safe_dump(plan, sort_keys=False)
+
+
+def daemon_plan(plan_text: str) -> str:
+    """``plan_text`` with a one-hour interval for every entry, so that in the daemon only the passes
+    the bench triggers (``POST /sync``) run while it measures."""
+    return plan_text.replace("\nsync:", "\ndefaults:\n  interval: 1h\nsync:", 1)
+
+
+def daemon_argv(plan: Path, listen: str) -> list[str]:
+    """``mirrord run -c PLAN --listen HOST:PORT`` with JSON logs (to the run's log file)."""
+    run = ["run", "-c", str(plan), "--listen", listen]
+    return [sys.executable, "-m", "mirrord", "--log-format", "json", *run]
 
 
 def startup_argv() -> list[str]:

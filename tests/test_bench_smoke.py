@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from bench.corpus import Corpus, CorpusSpec, LayerKey, LayerStream, config_bytes, image_layers
+from bench.daemon import Daemon
 from bench.floor import write_blob_list
 from bench.measure import parse_access_log, request_kind, run_measured
-from bench.registries import registry
+from bench.registries import free_port, registry
 from bench.seed import head_digests, seed_corpus
-from bench.tools import ROOT, floor_argv
+from bench.tools import ROOT, daemon_argv, daemon_plan, floor_argv, mirrord_plan
 
 TINY = CorpusSpec(repos=2, tags=2, platforms=2, base_mb=0.25, app_mb=0.0625, seed="smoke")
 
@@ -106,3 +107,58 @@ def test_floor_copies_each_distinct_blob_once(tmp_path: Path) -> None:
     assert src_stats.blob_bytes_sent == corpus.unique_bytes(repos)
     assert dst_stats.counts == {"POST upload": len(blobs), "PUT upload": len(blobs)}
     assert not dst_stats.errors
+
+
+@pytest.mark.integration
+def test_floor_for_two_targets_reads_each_blob_once_and_writes_it_to_both(tmp_path: Path) -> None:
+    _need_registry()
+    with (
+        registry(tmp_path / "src") as src,
+        registry(tmp_path / "a") as one,
+        registry(tmp_path / "b") as two,
+    ):
+        corpus = asyncio.run(seed_corpus(src.host, TINY))
+        blobs = corpus.distinct_blobs(TINY.repo_names())
+        blob_list = tmp_path / "blobs.json"
+        write_blob_list(blob_list, blobs, corpus.blobs)
+        marks = [r.mark() for r in (src, one, two)]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        argv = floor_argv(src.host, one.host, blob_list, 4, [two.host])
+        proc = run_measured(argv, tmp_path / "floor.log", env=env)
+        assert proc.exit_code == 0, (tmp_path / "floor.log").read_text()
+        stats = [r.requests_since(m) for r, m in zip((src, one, two), marks, strict=True)]
+        stored = [one.stored_blob_bytes(), two.stored_blob_bytes()]
+    assert stats[0].counts == {"GET blob": len(blobs)}
+    for target in stats[1:]:
+        assert target.counts == {"POST upload": len(blobs), "PUT upload": len(blobs)}
+        assert not target.errors
+    assert stored[0] == stored[1] == corpus.unique_bytes(TINY.repo_names())
+
+
+@pytest.mark.integration
+def test_daemon_pass_after_the_recheck_costs_one_head_per_tag_per_side(tmp_path: Path) -> None:
+    _need_registry()
+    with registry(tmp_path / "src") as src, registry(tmp_path / "dst") as dst:
+        corpus = asyncio.run(seed_corpus(src.host, TINY))
+        repos = TINY.repo_names()
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(daemon_plan(mirrord_plan(corpus, repos, src.host, [dst.host])))
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        port = free_port()
+        with Daemon(daemon_argv(plan, f"127.0.0.1:{port}"), port, tmp_path / "daemon.log", env) as daemon:
+            # The daemon's first pass copied every image; the next one looks again for their artifacts
+            # (a tag list per source repository), the one after is HEADs only.
+            marks = src.mark(), dst.mark()
+            assert daemon.run_pass()[1]
+            recheck = src.requests_since(marks[0])
+            marks = src.mark(), dst.mark()
+            wall, ok = daemon.run_pass()
+            stats = src.requests_since(marks[0]), dst.requests_since(marks[1])
+            assert daemon.cpu_seconds() > 0
+            assert daemon.peak_rss() > 1_000_000
+    tags = corpus.tag_count(repos)
+    assert recheck.counts["GET tags"] == len(repos)
+    assert ok
+    assert 0 < wall < 60
+    assert stats[0].counts == {"HEAD manifest": tags}
+    assert stats[1].counts == {"HEAD manifest": tags}
