@@ -28,6 +28,7 @@ fails is reported in its :class:`CopyResult`; nothing but CancelledError is rais
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,6 +66,25 @@ __all__ = ["DEFAULT_LIMITS", "CopyEngine", "CopyRequest", "CopyResult", "Locatio
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMITS = Limits()
+
+
+class _CheckSlot:
+    """A ``limits.checks`` slot that ``copy_many`` took for one image: released once, either when the
+    image, found out of date, got an image slot and starts copying, or when it ends. So at most
+    ``checks`` images are being checked or waiting for an image slot, plus ``images`` copying."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore: asyncio.Semaphore | None = semaphore
+
+    def release(self) -> None:
+        """Give the slot back (again: nothing)."""
+        semaphore, self._semaphore = self._semaphore, None
+        if semaphore is not None:
+            semaphore.release()
+
+
+#: The check slot of the image ``copy_many`` is copying in this task (None for a direct ``copy``).
+_check_slot: contextvars.ContextVar[_CheckSlot | None] = contextvars.ContextVar("check_slot", default=None)
 
 
 @dataclass(slots=True)
@@ -139,6 +159,7 @@ class CopyEngine:
             threads=min(2, os.cpu_count() or 1),
         )
         self._blobs = BlobTransfers(limits=limits, events=self.events, locations=self.locations)
+        self._checks = asyncio.Semaphore(limits.checks)
         self._images = asyncio.Semaphore(limits.images)
         self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
         self._artifacts = Artifacts(self._copy_quiet)
@@ -146,13 +167,13 @@ class CopyEngine:
     # -- public API ----------------------------------------------------------------------------------
 
     async def copy_many(self, requests: Iterable[CopyRequest]) -> list[CopyResult]:
-        """Copy every request, at most ``limits.images`` at once; results in request order. One
-        failing image never cancels the others."""
+        """Copy every request: at most ``limits.checks`` unchanged checks and ``limits.images`` copies
+        at once; results in request order. One failing image never cancels the others."""
         tasks: list[asyncio.Task[CopyResult]] = []
         try:
             async with asyncio.TaskGroup() as group:
                 for request in requests:
-                    await self._images.acquire()
+                    await self._checks.acquire()
                     tasks.append(group.create_task(self._copy_with_slot(request)))
         finally:
             self._save_locations()
@@ -229,6 +250,13 @@ class CopyEngine:
             stale = [i for i, state in enumerate(states) if state is None]
             if not stale:
                 return "unchanged"
+        async with self._images:
+            slot = _check_slot.get()
+            if slot is not None:
+                slot.release()  # copying now: the next image's check may start meanwhile
+            return await self._copy_stale(image, stale)
+
+    async def _copy_stale(self, image: _Image, stale: list[int]) -> Literal["copied"]:
         plan = await self._plan(image)
         plans = self._target_plans(image, plan, stale)
         await self._copy_blobs(image, plan, stale)
@@ -464,10 +492,14 @@ class CopyEngine:
     # -- housekeeping --------------------------------------------------------------------------------
 
     async def _copy_with_slot(self, request: CopyRequest) -> CopyResult:
+        """``copy`` holding a check slot until the image's unchanged check is over."""
+        slot = _CheckSlot(self._checks)
+        token = _check_slot.set(slot)
         try:
             return await self.copy(request)
         finally:
-            self._images.release()
+            slot.release()
+            _check_slot.reset(token)
 
     def _save_conversions(self) -> None:
         try:

@@ -20,10 +20,27 @@ log = logging.getLogger(__name__)
 
 async def check_targets(request: CopyRequest) -> tuple[Digest, list[Digest | None]]:
     """The source digest, and per target the digest there when it is up to date (else None).
-    Raises RegistryError (NotFound when the source reference does not exist)."""
-    source_digest = await source_digest_of(request)
+    Raises RegistryError (NotFound when the source reference does not exist).
+
+    A target with a tag is HEADed at the same time as the source (one round trip, not two); one
+    without a tag is looked up by the source digest, so after it."""
+    by_tag = {
+        i: asyncio.create_task(t.repository.manifest_head(t.tag))
+        for i, t in enumerate(request.targets)
+        if t.tag is not None
+    }
+    try:
+        source_digest = await source_digest_of(request)
+    except BaseException:
+        for task in by_tag.values():
+            task.cancel()
+        await asyncio.gather(*by_tag.values(), return_exceptions=True)
+        raise
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(target_state(t, source_digest, request)) for t in request.targets]
+        tasks = [
+            group.create_task(target_state(t, source_digest, request, by_tag.get(i)))
+            for i, t in enumerate(request.targets)
+        ]
     return source_digest, [t.result() for t in tasks]
 
 
@@ -42,11 +59,20 @@ async def source_digest_of(request: CopyRequest) -> Digest:
     return head.digest
 
 
-async def target_state(target: Target, source_digest: Digest, request: CopyRequest) -> Digest | None:
+async def target_state(
+    target: Target,
+    source_digest: Digest,
+    request: CopyRequest,
+    head_under_way: asyncio.Task[Descriptor | None] | None = None,
+) -> Digest | None:
     """The digest at ``target`` when it is up to date with ``source_digest``, else None (also when
-    the target cannot be read: the copy will meet the same problem and report it)."""
+    the target cannot be read: the copy will meet the same problem and report it).
+    ``head_under_way``: the target's HEAD, already sent."""
     try:
-        head = await target.repository.manifest_head(target.tag or str(source_digest))
+        if head_under_way is not None:
+            head = await head_under_way
+        else:
+            head = await target.repository.manifest_head(target.tag or str(source_digest))
         if head is None or head.digest == source_digest:
             return None if head is None else head.digest
         platforms = request.platforms or None

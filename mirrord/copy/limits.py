@@ -9,7 +9,9 @@ from dataclasses import dataclass
 class Limits:
     """How much one :class:`~mirrord.copy.engine.CopyEngine` does at once.
 
-    - ``images``: images copied concurrently by ``copy_many`` (engine-wide).
+    - ``checks``: images whose unchanged check (a few HEADs) runs at once in ``copy_many``.
+    - ``images``: images being copied (fetched, planned, blobs, manifests) at once (engine-wide);
+      an image takes this slot only once its check found a target out of date.
     - ``blob_streams``: blob transfers in flight (engine-wide); each reads the source at most once at
       a time and tees it into every target that needs it.
     - ``blob_attempts``: tries per blob transfer when the failure is retryable (>= 1).
@@ -21,6 +23,7 @@ class Limits:
     Every count must be at least 1; ``ValueError`` otherwise.
     """
 
+    checks: int = 8
     images: int = 4
     blob_streams: int = 8
     blob_attempts: int = 3
@@ -29,7 +32,7 @@ class Limits:
     tee_queue: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("images", "blob_streams", "blob_attempts", "manifest_requests", "tee_queue"):
+        for name in ("checks", "images", "blob_streams", "blob_attempts", "manifest_requests", "tee_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"limits.{name} must be at least 1")
         if self.retry_backoff < 0:

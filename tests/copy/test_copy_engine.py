@@ -539,29 +539,56 @@ async def test_concurrency_bounds_are_respected(source: MemoryRegistry, target: 
     source.chunk_size = 500
     source.faults.chunk_delay = 0.001
     bus = EventBus()
-    active = {"images": 0, "max_images": 0, "streams": 0, "max_streams": 0}
+    active = {"images": 0, "max_images": 0, "copying": 0, "max_copying": 0, "streams": 0, "max_streams": 0}
+
+    def step(kind: str, by: int) -> None:
+        active[kind] += by
+        active["max_" + kind] = max(active["max_" + kind], active[kind])
 
     def watch(event: object) -> None:
         kind = type(event).__name__
-        step = {
-            "ImageStarted": ("images", 1),
-            "ImageDone": ("images", -1),
-            "ImageFailed": ("images", -1),
-        }.get(kind) or {"TransferStarted": ("streams", 1), "TransferFinished": ("streams", -1)}.get(kind)
-        if step:
-            active[step[0]] += step[1]
-            active["max_" + step[0]] = max(active["max_" + step[0]], active[step[0]])
+        if kind == "ImageStarted":
+            step("images", 1)
+        elif kind in ("ImageDone", "ImageFailed"):
+            step("images", -1)
+            step("copying", -1)
+        elif kind in ("TransferStarted", "TransferFinished"):
+            step("streams", 1 if kind == "TransferStarted" else -1)
 
+    async def hook(method: str, repository: str, reference: str) -> None:
+        if method == "manifest_get":  # the first step of copying, after the unchanged check
+            step("copying", 1)
+
+    source.faults.hook = hook
     bus.subscribe(watch)
-    limits = Limits(images=2, blob_streams=3)
+    limits = Limits(checks=3, images=2, blob_streams=3)
     results = await CopyEngine(limits=limits, events=bus).copy_many(
         [request(source.repository(n), "1", (target.repository(n), "1")) for n in names]
     )
 
     assert all(r.outcome == "copied" for r in results)
-    assert active["max_images"] == 2
+    assert active["max_images"] == 3 + 2  # checked or waiting (3), plus copying (2)
+    assert active["max_copying"] == 2
     assert 2 <= active["max_streams"] <= 3
     assert 2 <= source.max_open_streams <= 3
+
+
+async def test_unchanged_checks_are_not_held_up_by_copies(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    """Images already up to date are checked while others copy: a slow copy does not hold the
+    unchanged checks of the rest of the pass behind it."""
+    for n in range(6):
+        await push_image(source.repository(f"app{n}"), [layer(f"app{n}", 3000)], tag="1")
+    reqs = [request(source.repository(f"app{n}"), "1", (target.repository(f"app{n}"), "1")) for n in range(6)]
+    await CopyEngine().copy_many(reqs[1:])  # all but app0 are up to date
+    source.chunk_size, source.faults.chunk_delay = 100, 0.01  # app0's copy takes ~0.3 s
+    order: list[str] = []
+    bus = EventBus()
+    bus.subscribe(lambda e: order.append(e.source) if type(e).__name__ == "ImageDone" else None)
+    results = await CopyEngine(limits=Limits(checks=2, images=1), events=bus).copy_many(reqs)
+    assert [r.outcome for r in results] == ["copied"] + ["unchanged"] * 5
+    assert order[-1].endswith("app0:1"), order
 
 
 async def test_largest_blobs_go_first(source: MemoryRegistry, target: MemoryRegistry) -> None:

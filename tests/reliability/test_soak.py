@@ -112,7 +112,7 @@ async def test_daemon_soak_memory_and_fds_stay_flat(
     assert retries > 0
     assert entry["runs"] >= SOAK_SECONDS / 3
     assert rss_ok, rss
-    assert fds_ok, fds
+    assert fds_ok, repr(fds)
 
 
 async def _first_pass_done(d: Daemon) -> bool:
