@@ -99,7 +99,7 @@ def daemon_argv(plan: Path, listen: str) -> list[str]:
 
 def startup_argv() -> list[str]:
     """A Python process that only imports what ``mirrord sync`` imports: the fixed cost of every run."""
-    imports = "import mirrord.cli, mirrord.sync, mirrord.registry.hub, mirrord.plan"
+    imports = "import mirrord.cli, mirrord.sync.runner, mirrord.registry.hub, mirrord.plan"
     return [sys.executable, "-c", imports]
 
 

@@ -10,8 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import re
-import socket
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -19,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mirrord import __version__
-from mirrord.events import EventBus
-from mirrord.logs import LogFormat, default_format, event_logger, setup_logging
+from mirrord.core.events import EventBus
+from mirrord.observe.logs import LogFormat, default_format, event_logger, setup_logging
 
 log = logging.getLogger("mirrord")
 
@@ -145,45 +143,17 @@ def _check(path: str) -> int:
     return EXIT_OK
 
 
-_ORDINAL = re.compile(r"-(\d+)$")
-
-
-def resolve_shard(text: str | None, hostname: str | None = None) -> tuple[int, int] | None:
-    """``K/N`` -> (K, N); ``auto/N`` -> (ordinal + 1, N) with the ordinal taken from ``hostname``'s
-    ``-ORDINAL`` suffix (a StatefulSet pod ``mirrord-2`` is shard 3); None/empty -> None (no sharding).
-
-    ``hostname`` defaults to ``$HOSTNAME``, else the system's host name (a pod's is its name). Raises
-    ValueError when the text is malformed, the hostname has no ordinal, or the ordinal is >= N (more
-    replicas than shards would leave a pod idle and is a configuration error, not something to hide).
-    """
-    from mirrord.sync import parse_shard
-
-    if not text:
-        return None
-    mode, sep, count = text.partition("/")
-    if mode != "auto":
-        return parse_shard(text)
-    if not sep or not count.isdigit() or int(count) < 1:
-        raise ValueError(f"shard {text!r} is not auto/N")
-    host = hostname if hostname is not None else (os.environ.get("HOSTNAME") or socket.gethostname())
-    match = _ORDINAL.search(host)
-    if match is None:
-        raise ValueError(f"shard {text!r}: hostname {host!r} has no -ORDINAL suffix (not a StatefulSet pod?)")
-    ordinal, n = int(match.group(1)), int(count)
-    if ordinal >= n:
-        raise ValueError(f"shard {text!r}: pod ordinal {ordinal} needs N > {ordinal} (replicas > shards?)")
-    return ordinal + 1, n
-
-
 def _shard(text: str | None) -> tuple[int, int] | None:
     # The flag wins; otherwise $MIRRORD_SHARD, which a StatefulSet sets to auto/N for every pod.
+    from mirrord.sync.shard import resolve_shard
+
     return resolve_shard(text or os.environ.get("MIRRORD_SHARD"))
 
 
 def _bus(verbose: bool, stack: ExitStack, progress: bool) -> EventBus:
     bus = EventBus()
     if progress and sys.stderr.isatty():
-        from mirrord.progress import ProgressBars
+        from mirrord.observe.progress import ProgressBars
 
         bars = stack.enter_context(ProgressBars())
         bus.subscribe(bars.on_event)
@@ -293,7 +263,7 @@ async def _copy(args: argparse.Namespace) -> int:
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
-    from mirrord.service import Service
+    from mirrord.daemon.service import Service
 
     try:
         shard = _shard(args.shard)

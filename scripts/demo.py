@@ -1,7 +1,7 @@
 """`make demo`: mirror sample images between two throwaway local registries with `mirrord sync`.
 
 Starts Debian's docker-registry on 127.0.0.1:5901 (source) and :5902 (target), seeds the source with
-multi-platform images built by mirrord's own code (mirrord.sample), runs `mirrord sync -c
+multi-platform images built by mirrord's own code (mirrord.testing.sample), runs `mirrord sync -c
 config/demo.yaml` twice (the second pass finds everything unchanged), checks the copies with skopeo,
 and stops the registries.
 """
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mirrord.registry.hub import Registries
-from mirrord.sample import push_sample, sample_image
+from mirrord.testing.sample import push_sample, sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"

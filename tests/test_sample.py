@@ -1,4 +1,4 @@
-"""mirrord.sample: every kind parses, configs match their layers, output is deterministic, and
+"""mirrord.testing.sample: every kind parses, configs match their layers, output is deterministic, and
 push_sample pushes in the order a registry needs (checked on a fake, then on a real registry)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from mirrord.oci import AnyManifest, Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.base import BlobStream, MountResult, UploadSession
-from mirrord.sample import ARTIFACT_TYPE, KINDS, SampleImage, push_sample, sample_image
+from mirrord.testing.sample import ARTIFACT_TYPE, KINDS, SampleImage, push_sample, sample_image
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import skopeo, skopeo_inspect_raw, write_sample_layout
 

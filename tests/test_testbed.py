@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from mirrord.oci import Digest
-from mirrord.sample import sample_image
+from mirrord.testing.sample import sample_image
 from tests.conftest import RegistryFactory, repo_slug
 from tests.testbed.proxy import FaultProxy, request_kind
 from tests.testbed.registry import RegistryServer, start_registry

@@ -1,5 +1,5 @@
 """The copy engine: plan (pure: what to copy, in which order) and execute (bounded, deduplicated,
-verified); emits :mod:`mirrord.events`. Depends only on the Repository protocol and the OCI model.
+verified); emits :mod:`mirrord.core.events`. Depends only on the Repository protocol and the OCI model.
 """
 
 from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target

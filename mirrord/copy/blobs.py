@@ -38,7 +38,14 @@ from typing import cast
 from mirrord.copy.errors import BlobCopyFailed
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
-from mirrord.events import BlobDone, BlobOutcome, EventBus, RetryScheduled, TransferFinished, TransferStarted
+from mirrord.core.events import (
+    BlobDone,
+    BlobOutcome,
+    EventBus,
+    RetryScheduled,
+    TransferFinished,
+    TransferStarted,
+)
 from mirrord.oci import Descriptor, Digest
 from mirrord.registry.base import Repository, UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, RegistryError

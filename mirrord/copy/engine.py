@@ -56,7 +56,7 @@ from mirrord.copy.planner import (
 from mirrord.copy.recode import LayerRecoder
 from mirrord.copy.recompress import ConversionMap
 from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
-from mirrord.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
+from mirrord.core.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError

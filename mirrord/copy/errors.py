@@ -9,7 +9,7 @@ registry error that caused it); :meth:`CopyEngine.copy` reports them in the resu
 
 from __future__ import annotations
 
-from mirrord.errors import MirrordError
+from mirrord.core.errors import MirrordError
 
 
 class CopyError(MirrordError):

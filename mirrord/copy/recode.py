@@ -29,7 +29,7 @@ from mirrord.copy.recompress import (
     recompress_layer,
     spool_upload,
 )
-from mirrord.events import BlobDone, EventBus
+from mirrord.core.events import BlobDone, EventBus
 from mirrord.oci import Descriptor, Digest, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.convert import IMAGE_CONFIG_TYPES

@@ -14,7 +14,7 @@ from mirrord.oci import Digest, InvalidDigest, InvalidPlatform, InvalidReference
 from mirrord.oci.reference import is_short_name, validate_tag
 from mirrord.plan.nodes import Value
 from mirrord.plan.registries import normalise_host
-from mirrord.tags import SemverRange, TagFilter
+from mirrord.plan.tags import SemverRange, TagFilter
 
 TARGET_KEYS = ("ref", "format", "compression", "artifacts", "artifact_types")
 TAGS_KEYS = ("include", "exclude", "semver", "latest")

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from mirrord.errors import MirrordError
+from mirrord.core.errors import MirrordError
 from mirrord.oci import Digest, Platform
+from mirrord.plan.tags import TagFilter
 from mirrord.registry.settings import RegistrySettings
-from mirrord.tags import TagFilter
 
 Format = Literal["keep", "oci", "docker"]
 Compression = Literal["keep", "zstd", "gzip"]

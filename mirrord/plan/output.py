@@ -8,8 +8,8 @@ from typing import Any
 from mirrord.plan.model import Entry, Plan, PlanError, ServerConfig, TargetConfig
 from mirrord.plan.nodes import format_duration
 from mirrord.plan.registries import registry_key
+from mirrord.plan.tags import TagFilter
 from mirrord.registry.settings import RegistrySettings
-from mirrord.tags import TagFilter
 
 MASK = "***"
 

@@ -1,8 +1,8 @@
 """The seam between the copy engine and storage: one repository of a registry or an OCI layout.
 
 The engine sees only :class:`Repository`. Two implementations exist: the HTTP distribution client
-(``mirrord.registry.client``) and OCI image layout directories (``mirrord.registry.layout``); tests
-add an in-memory one. Contracts every implementation MUST keep:
+(``mirrord.registry.http``) and OCI image layout directories (``mirrord.registry.layout``); tests add
+an in-memory one (``mirrord.testing.memory``). Contracts every implementation MUST keep:
 
 - manifests are returned and stored as the exact bytes (digest computed over them);
 - content read through ``manifest_get`` and ``blob_open`` is verified against its digest (a blob at

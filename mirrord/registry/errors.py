@@ -1,5 +1,5 @@
 """Errors of the registry layer. One tree; HTTP statuses and registry error codes are mapped to it
-in exactly one function (:func:`mirrord.registry.client.error_from_response`).
+in exactly one function (:func:`mirrord.registry.http.client.error_from_response`).
 
     RegistryError                 base: carries the registry, repository, reference and status
     ├── AuthError                 401 / 403, UNAUTHORIZED, DENIED, or no usable credentials
@@ -16,7 +16,7 @@ Messages never contain credentials or tokens.
 
 from __future__ import annotations
 
-from mirrord.errors import MirrordError
+from mirrord.core.errors import MirrordError
 
 
 class RegistryError(MirrordError):

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from mirrord.events import EventBus
+from mirrord.core.events import EventBus
 from mirrord.oci import Reference
 from mirrord.registry.base import Repository
-from mirrord.registry.client import RegistryClient
-from mirrord.registry.retry import RetryPolicy
+from mirrord.registry.http.client import RegistryClient
+from mirrord.registry.http.retry import RetryPolicy
+from mirrord.registry.http.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Transport
 from mirrord.registry.settings import RegistrySettings, default_settings
-from mirrord.registry.transport import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, Transport
 
 _NO_SETTINGS: Mapping[str, RegistrySettings] = MappingProxyType({})
 

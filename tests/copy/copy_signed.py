@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mirrord.oci import AnyManifest
-from mirrord.registry.memory import MemoryRegistry, MemoryRepository
-from mirrord.sample import (
+from mirrord.testing.memory import MemoryRegistry, MemoryRepository
+from mirrord.testing.sample import (
     SampleImage,
     cosign_tag,
     push_sample,

@@ -7,10 +7,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from mirrord.events import BlobDone, Event, EventBus
+from mirrord.core.events import BlobDone, Event, EventBus
 from mirrord.oci import Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
-from mirrord.registry.memory import MemoryRepository
+from mirrord.testing.memory import MemoryRepository
 
 ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
 

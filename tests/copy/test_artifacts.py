@@ -11,8 +11,8 @@ from mirrord.copy import CopyEngine, CopyRequest, Target
 from mirrord.oci import ImageIndex, Platform
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.layout import LayoutRepository
-from mirrord.registry.memory import MemoryRegistry, MemoryRepository
-from mirrord.sample import (
+from mirrord.testing.memory import MemoryRegistry, MemoryRepository
+from mirrord.testing.sample import (
     COSIGN_SIGNATURE,
     REFERRER_TYPE,
     cosign_tag,

@@ -7,9 +7,9 @@ from collections import Counter
 from copykit import Recorder, layer, push_multiarch
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
-from mirrord.events import BlobDone, EventBus
+from mirrord.core.events import BlobDone, EventBus
 from mirrord.oci import Digest
-from mirrord.registry.memory import MemoryRegistry
+from mirrord.testing.memory import MemoryRegistry
 
 
 async def test_tags_of_one_repository_share_a_base_layer_delivery() -> None:

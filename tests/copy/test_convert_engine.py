@@ -9,8 +9,8 @@ from mirrord.copy.convert import SOURCE_TRANSFORM_ANNOTATION
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION
 from mirrord.oci import Digest, ImageIndex, ImageManifest, Platform
 from mirrord.oci import mediatypes as mt
-from mirrord.registry.memory import MemoryRegistry, MemoryRepository
-from mirrord.sample import push_sample, sample_image
+from mirrord.testing.memory import MemoryRegistry, MemoryRepository
+from mirrord.testing.sample import push_sample, sample_image
 
 
 async def _seed(kind: str, name: str = "app") -> tuple[MemoryRepository, MemoryRegistry]:

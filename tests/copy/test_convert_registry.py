@@ -14,12 +14,12 @@ import zstandard
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
 from mirrord.copy.recompress import ConversionMap
-from mirrord.events import EventBus
+from mirrord.core.events import EventBus
 from mirrord.oci import Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.base import Repository
 from mirrord.registry.hub import Registries
-from mirrord.sample import push_sample, sample_image
+from mirrord.testing.sample import push_sample, sample_image
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import skopeo, skopeo_copy, skopeo_inspect_raw
 

@@ -13,11 +13,18 @@ from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_m
 
 from mirrord.copy import CopyEngine, CopyRequest, Limits, LocationCache, Target
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION
-from mirrord.events import BytesTransferred, EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
+from mirrord.core.events import (
+    BytesTransferred,
+    EventBus,
+    ImageDone,
+    ImageFailed,
+    ImageStarted,
+    ManifestPushed,
+)
 from mirrord.oci import Digest, ImageIndex, ImageManifest, Platform
 from mirrord.registry.errors import RequestRejected, ServerError, TransportError
-from mirrord.registry.memory import MemoryRegistry, MemoryRepository
-from mirrord.sample import KINDS, push_sample, sample_image
+from mirrord.testing.memory import MemoryRegistry, MemoryRepository
+from mirrord.testing.sample import KINDS, push_sample, sample_image
 
 AMD64 = Platform.parse("linux/amd64")
 

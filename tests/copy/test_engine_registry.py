@@ -19,13 +19,13 @@ import pytest
 from copykit import Recorder, layer, push_image
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
-from mirrord.events import EventBus, HttpRequestDone
+from mirrord.core.events import EventBus, HttpRequestDone
 from mirrord.oci import Digest, ImageManifest, Platform
 from mirrord.registry.base import Repository
 from mirrord.registry.hub import Registries
-from mirrord.registry.memory import MemoryRegistry
 from mirrord.registry.settings import RegistrySettings, TLSSettings
-from mirrord.sample import KINDS, SampleImage, push_sample, sample_image
+from mirrord.testing.memory import MemoryRegistry
+from mirrord.testing.sample import KINDS, SampleImage, push_sample, sample_image
 from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import skopeo_copy, skopeo_inspect_raw

@@ -17,8 +17,8 @@ from mirrord.copy import CopyEngine, CopyRequest, Target
 from mirrord.copy.recompress import Conversion, ConversionMap
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci import mediatypes as mt
-from mirrord.registry.memory import MemoryRegistry, MemoryRepository
-from mirrord.sample import push_sample, sample_image
+from mirrord.testing.memory import MemoryRegistry, MemoryRepository
+from mirrord.testing.sample import push_sample, sample_image
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 

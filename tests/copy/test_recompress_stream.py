@@ -14,7 +14,7 @@ from mirrord.copy.recompress import RecompressionFailed, discard, recompress_lay
 from mirrord.oci import Descriptor, Digest
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.errors import DigestMismatch
-from mirrord.registry.memory import MemoryRegistry, MemoryRepository
+from mirrord.testing.memory import MemoryRegistry, MemoryRepository
 
 MB = 1024 * 1024
 

@@ -6,7 +6,7 @@ from copy_signed import signed_source
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
 from mirrord.oci import Platform
-from mirrord.registry.memory import MemoryRegistry
+from mirrord.testing.memory import MemoryRegistry
 
 
 async def test_require_signatures_refuses_a_digest_change() -> None:

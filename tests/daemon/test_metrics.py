@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirrord import __version__
-from mirrord.events import (
+from mirrord.core.events import (
     BlobDone,
     BytesTransferred,
     EventBus,
@@ -25,7 +25,7 @@ from mirrord.events import (
     TransferFinished,
     TransferStarted,
 )
-from mirrord.metrics import CONTENT_TYPE, Metrics
+from mirrord.observe.metrics import CONTENT_TYPE, Metrics
 
 DIGEST = "sha256:" + "ab" * 32
 

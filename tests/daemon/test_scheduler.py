@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from mirrord.scheduler import Scheduler
+from mirrord.daemon.scheduler import Scheduler
 
 LONG = 3600.0  # an interval that never elapses during a test
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.systemd import Notifier, watchdog_interval
+from mirrord.daemon.systemd import Notifier, watchdog_interval
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirrord.metrics import Metrics
-from mirrord.web import make_app, start_server
+from mirrord.daemon.web import make_app, start_server
+from mirrord.observe.metrics import Metrics
 
 TOKEN = "s3cr3t-trigger-token"
 

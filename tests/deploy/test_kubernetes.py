@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from mirrord.cli import resolve_shard
+from mirrord.sync.shard import resolve_shard
 from tests.deploy.tools import DEPLOY, run_tool, venv_tool
 
 K8S = DEPLOY / "kubernetes"

@@ -2,8 +2,8 @@
 (``promtool test rules alerts.test.yaml``); the Grafana dashboard's queries are valid PromQL (promtool
 checks them as recording rules) over mirrord's contract metrics only, and every contract metric is shown.
 
-The metric names are read from :class:`mirrord.metrics.Metrics` itself, so a renamed metric breaks these
-tests rather than the dashboard in production.
+The metric names are read from :class:`mirrord.observe.metrics.Metrics` itself, so a renamed metric
+breaks these tests rather than the dashboard in production.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mirrord.metrics import Metrics
+from mirrord.observe.metrics import Metrics
 from tests.deploy.tools import DEPLOY, run_tool
 from tests.testbed.tools import require_tool
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from mirrord.cli import resolve_shard
-from mirrord.sync import shard_of
+from mirrord.sync.shard import resolve_shard, shard_of
 from tests.e2e.helpers import images, registries_yaml, run_cli, seed, tags_at, write_plan
 from tests.testbed.registry import RegistryServer
 

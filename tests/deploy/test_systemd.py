@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.systemd import watchdog_interval
+from mirrord.daemon.systemd import watchdog_interval
 from tests.deploy.tools import DEPLOY, run_tool
 from tests.testbed.tools import in_ci, require_tool
 

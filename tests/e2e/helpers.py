@@ -16,7 +16,7 @@ from typing import Any
 from mirrord.oci import Reference
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings, TLSSettings
-from mirrord.sample import SampleImage, push_sample, sample_image
+from mirrord.testing.sample import SampleImage, push_sample, sample_image
 
 PLAIN = TLSSettings(enabled=False)
 

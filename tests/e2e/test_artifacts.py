@@ -12,7 +12,8 @@ from mirrord.oci import Reference
 from mirrord.plan import load_plan
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings
-from mirrord.sample import (
+from mirrord.sync.runner import SyncRunner
+from mirrord.testing.sample import (
     cosign_tag,
     push_sample,
     referrers_index,
@@ -20,7 +21,6 @@ from mirrord.sample import (
     sample_image,
     sample_referrer,
 )
-from mirrord.sync import SyncRunner
 from tests.e2e.helpers import PLAIN, read_report, registries_yaml, run_cli, write_plan
 from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer

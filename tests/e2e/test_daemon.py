@@ -226,7 +226,7 @@ async def test_sigterm_during_a_large_copy_exits_0_and_leaves_no_incomplete_tag(
     plain_registry: RegistryServer, registry_factory: object, unique_repo: str, tmp_path: Path
 ) -> None:
     target = registry_factory("plain")  # type: ignore[operator]
-    from mirrord.sample import sample_image
+    from mirrord.testing.sample import sample_image
 
     big = {"big": sample_image("big", kind="oci-index", seed=77, layer_size=8 * 1024 * 1024, layers=2)}
     await seed(plain_registry.host, unique_repo, big)

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from mirrord.oci import InvalidManifest, InvalidReference, Reference, UnsupportedManifest, parse_manifest
 from mirrord.plan.loader import parse_plan
 from mirrord.plan.model import PlanError
-from mirrord.registry.auth import parse_token_response, parse_www_authenticate
-from mirrord.registry.blobs import upload_offset
 from mirrord.registry.errors import ProtocolError
-from mirrord.registry.http_repository import parse_link_next
-from mirrord.registry.retry import parse_ratelimit_remaining, parse_ratelimit_window, parse_retry_after
+from mirrord.registry.http.auth import parse_token_response, parse_www_authenticate
+from mirrord.registry.http.repository import parse_link_next
+from mirrord.registry.http.retry import parse_ratelimit_remaining, parse_ratelimit_window, parse_retry_after
+from mirrord.registry.http.upload import upload_offset
 
 #: MIRRORD_FUZZ_EXAMPLES=20000 for a long local run; the default keeps the suite fast.
 EXAMPLES = int(os.environ.get("MIRRORD_FUZZ_EXAMPLES", "300"))

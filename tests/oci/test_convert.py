@@ -9,7 +9,7 @@ import pytest
 from mirrord.oci import Descriptor, Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.convert import UnconvertibleManifest, convert_index, convert_manifest, converted_type
-from mirrord.sample import sample_image
+from mirrord.testing.sample import sample_image
 
 
 def _docker_list() -> tuple[ImageIndex, list[ImageManifest]]:

@@ -23,8 +23,8 @@ from mirrord.plan import (
     parse_plan,
     plan_to_dict,
 )
+from mirrord.plan.tags import SemverRange
 from mirrord.registry.settings import CredentialSpec, RegistrySettings, TLSSettings
-from mirrord.tags import SemverRange
 
 REPO = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "01" * 32

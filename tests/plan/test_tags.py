@@ -10,7 +10,7 @@ import semver
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mirrord.tags import SemverRange, TagFilter, parse_tag_version, sort_tags
+from mirrord.plan.tags import SemverRange, TagFilter, parse_tag_version, sort_tags
 
 NGINX = [
     "1.25.5",

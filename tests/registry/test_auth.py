@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from mirrord.registry.auth import (
+from mirrord.registry.errors import AuthError, ProtocolError
+from mirrord.registry.http.auth import (
     Authenticator,
     Challenge,
     TokenCache,
@@ -21,8 +22,7 @@ from mirrord.registry.auth import (
     scopes_cover,
     token_query,
 )
-from mirrord.registry.credentials import Credentials
-from mirrord.registry.errors import AuthError, ProtocolError
+from mirrord.registry.http.credentials import Credentials
 
 # -- WWW-Authenticate ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mirrord.events import (
+from mirrord.core.events import (
     BytesTransferred,
     Event,
     EventBus,
@@ -22,8 +22,6 @@ from mirrord.events import (
 )
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci import mediatypes as mt
-from mirrord.registry.blobs import HTTPUploadSession
-from mirrord.registry.client import RegistryClient
 from mirrord.registry.errors import (
     AuthError,
     DigestMismatch,
@@ -33,9 +31,11 @@ from mirrord.registry.errors import (
     ServerError,
     TransportError,
 )
-from mirrord.registry.http_repository import HTTPRepository
-from mirrord.registry.retry import RetryPolicy
-from mirrord.registry.transport import Transport
+from mirrord.registry.http.client import RegistryClient
+from mirrord.registry.http.repository import HTTPRepository
+from mirrord.registry.http.retry import RetryPolicy
+from mirrord.registry.http.transport import Transport
+from mirrord.registry.http.upload import HTTPUploadSession
 
 from .fakeregistry import FakeRegistry, Seen, data_server, dumps, running
 

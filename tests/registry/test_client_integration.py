@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from mirrord.events import Event, EventBus, RetryScheduled
+from mirrord.core.events import Event, EventBus, RetryScheduled
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci import mediatypes as mt
-from mirrord.registry.client import RegistryClient
 from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, TransportError
-from mirrord.registry.http_repository import HTTPRepository
-from mirrord.registry.retry import RetryPolicy
+from mirrord.registry.http.client import RegistryClient
+from mirrord.registry.http.repository import HTTPRepository
+from mirrord.registry.http.retry import RetryPolicy
+from mirrord.registry.http.transport import Transport
 from mirrord.registry.settings import CredentialSpec, RegistrySettings, TLSSettings
-from mirrord.registry.transport import Transport
 from tests.testbed.proxy import FaultProxy
 from tests.testbed.registry import RegistryServer
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from mirrord.registry.credentials import (
+from mirrord.registry.errors import AuthError
+from mirrord.registry.http.credentials import (
     Credentials,
     default_docker_config,
     normalize_host,
     resolve_credentials,
 )
-from mirrord.registry.errors import AuthError
 from mirrord.registry.settings import CredentialSpec
 
 

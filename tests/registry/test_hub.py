@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.oci import Digest, Reference
-from mirrord.registry.http_repository import HTTPRepository
+from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.hub import Registries
 from mirrord.registry.layout import LayoutRepository
 from mirrord.registry.settings import RegistrySettings, TLSSettings

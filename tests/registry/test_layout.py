@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
-from mirrord.events import BytesTransferred, Event, EventBus
+from mirrord.core.events import BytesTransferred, Event, EventBus
+from mirrord.core.files import AtomicWriter
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci.errors import InvalidReference
 from mirrord.oci.mediatypes import DOCKER_MANIFEST_LIST, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
@@ -34,13 +35,8 @@ from mirrord.registry.errors import (
     RequestRejected,
 )
 from mirrord.registry.hub import Registries
-from mirrord.registry.layout import (
-    REF_NAME_ANNOTATION,
-    LayoutRepository,
-    _AtomicWriter,
-    parse_layout_reference,
-)
-from mirrord.sample import KINDS, push_sample, sample_image
+from mirrord.registry.layout import REF_NAME_ANNOTATION, LayoutRepository, parse_layout_reference
+from mirrord.testing.sample import KINDS, push_sample, sample_image
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import ToolError, oci_image_tool_validate, skopeo, skopeo_inspect_raw
 
@@ -275,7 +271,7 @@ async def test_cancelled_put_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_abort_never_waits_for_a_write_in_flight(tmp_path: Path) -> None:
-    writer = _AtomicWriter.create(tmp_path / "blob")
+    writer = AtomicWriter.create(tmp_path / "blob")
     inside, release = threading.Event(), threading.Event()
 
     def slow_chunks() -> Iterator[bytes]:
@@ -469,7 +465,7 @@ async def test_a_tagged_docker_manifest_is_kept_with_a_warning(
 ) -> None:
     image = sample_image("layout", kind="docker-list")
     repo = LayoutRepository(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="mirrord.registry.layout"):
+    with caplog.at_level(logging.WARNING, logger="mirrord.registry.layout.repository"):
         await push_sample(repo, image, "t")
         await repo.manifest_put("u", image.root.raw, image.root.media_type)
     assert [r.getMessage() for r in caplog.records if "docker media type" in r.getMessage()] != []

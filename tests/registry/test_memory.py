@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from mirrord.events import BytesTransferred, Event, EventBus
+from mirrord.core.events import BytesTransferred, Event, EventBus
 from mirrord.oci import Digest, ImageIndex
 from mirrord.oci import mediatypes as mt
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import DigestMismatch, NotFound, RequestRejected, ServerError
-from mirrord.registry.memory import Faults, MemoryRegistry, MemoryRepository
+from mirrord.testing.memory import Faults, MemoryRegistry, MemoryRepository
 
 CONFIG = b'{"architecture":"amd64","os":"linux"}'
 LAYER = b"layer-bytes " * 100

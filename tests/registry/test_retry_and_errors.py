@@ -8,7 +8,6 @@ from email.utils import format_datetime
 
 import pytest
 
-from mirrord.registry.client import error_from_response
 from mirrord.registry.errors import (
     AuthError,
     NotFound,
@@ -18,8 +17,9 @@ from mirrord.registry.errors import (
     RequestRejected,
     ServerError,
 )
-from mirrord.registry.http_repository import is_digest, media_type_of, parse_link_next
-from mirrord.registry.retry import RetryPolicy, parse_ratelimit_remaining, parse_retry_after
+from mirrord.registry.http.client import error_from_response
+from mirrord.registry.http.repository import is_digest, media_type_of, parse_link_next
+from mirrord.registry.http.retry import RetryPolicy, parse_ratelimit_remaining, parse_retry_after
 
 
 @pytest.mark.parametrize(

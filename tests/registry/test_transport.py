@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from mirrord.registry.http.transport import HostLimits, Transport, build_ssl_context
 from mirrord.registry.settings import RegistrySettings, TLSSettings
-from mirrord.registry.transport import HostLimits, Transport, build_ssl_context
 
 
 def test_ssl_context_verification_ca_and_client_certificate(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from mirrord.registry.base import Repository
 from mirrord.registry.errors import NotFound
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings
-from mirrord.sample import SampleImage, sample_image
+from mirrord.testing.sample import SampleImage, sample_image
 from tests.e2e.helpers import PLAIN, registries_yaml, write_plan
 from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import skopeo_inspect_raw

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from mirrord.registry.adaptive import AdaptiveConcurrency, QuotaPacer
-from mirrord.registry.retry import parse_ratelimit_window
-from mirrord.registry.transport import HostLimits
+from mirrord.registry.http.adaptive import AdaptiveConcurrency, QuotaPacer
+from mirrord.registry.http.retry import parse_ratelimit_window
+from mirrord.registry.http.transport import HostLimits
 
 
 class FakeClock:

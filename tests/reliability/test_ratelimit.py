@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from mirrord.events import EventBus, RateLimitObserved, RetryScheduled
-from mirrord.metrics import Metrics
+from mirrord.core.events import EventBus, RateLimitObserved, RetryScheduled
+from mirrord.observe.metrics import Metrics
 from mirrord.oci import Reference
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings, TLSSettings

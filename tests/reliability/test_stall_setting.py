@@ -8,8 +8,8 @@ import pytest
 from mirrord.plan.loader import parse_plan
 from mirrord.plan.model import PlanError
 from mirrord.plan.output import plan_to_dict
+from mirrord.registry.http.transport import DEFAULT_READ_TIMEOUT, Transport
 from mirrord.registry.settings import RegistrySettings
-from mirrord.registry.transport import DEFAULT_READ_TIMEOUT, Transport
 
 PLAN = """\
 version: 1

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mirrord.events import Event, EventBus, RetryScheduled
+from mirrord.core.events import Event, EventBus, RetryScheduled
 from mirrord.oci import Digest, Reference
 from mirrord.registry.base import Repository
-from mirrord.registry.blobs import upload_offset
 from mirrord.registry.errors import ServerError
+from mirrord.registry.http.upload import upload_offset
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 from tests.testbed.proxy import FaultProxy

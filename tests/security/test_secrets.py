@@ -21,7 +21,7 @@ import pytest
 
 from mirrord.oci import Reference
 from mirrord.registry.hub import Registries
-from mirrord.sample import push_sample
+from mirrord.testing.sample import push_sample
 from tests.conftest import RegistryFactory
 from tests.e2e.helpers import cli_env, run_cli, write_plan
 from tests.reliability.kit import corpus

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from mirrord.sample import SampleImage
+from mirrord.testing.sample import SampleImage
 
 if TYPE_CHECKING:
     from tests.testbed.registry import RegistryServer

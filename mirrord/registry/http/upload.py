@@ -1,15 +1,11 @@
-"""Blob transfers over HTTP: a verifying, resuming download stream and streamed uploads.
+"""Blob uploads over HTTP: streamed, verified before the last byte leaves, cancelled on failure.
 
-Downloads read large chunks straight from the socket buffer, hash while streaming, and on a
-connection break mid-body resume with ``Range: bytes=N-`` into the same hasher, so the caller sees
-one uninterrupted, verified stream; a read that moves no byte for the registry's ``stall_timeout``
-resumes the same way (retry reason ``stall``). Uploads stream the caller's chunks (monolithic
-``PUT`` with Content-Length, or ``PATCH`` parts then ``PUT``), verifying digest and size *before*
-the last bytes leave: content that does not match never completes an upload. A failed ``PATCH``
-part is settled with the registry's reported offset (``GET`` of the session) and resent (reason
-``upload``, ``upload_attempts`` per part); an upload the target stops reading is aborted after
-``stall_timeout``. A failed upload is cancelled (``DELETE`` of its Location, best effort, shielded,
-short timeout) and the error re-raised: the caller restarts the blob.
+Uploads stream the caller's chunks (monolithic ``PUT`` with Content-Length, or ``PATCH`` parts then
+``PUT``), verifying digest and size *before* the last bytes leave: content that does not match never
+completes an upload. A failed ``PATCH`` part is settled with the registry's reported offset (``GET``
+of the session) and resent (reason ``upload``, ``upload_attempts`` per part); an upload the target
+stops reading is aborted after ``stall_timeout``. A failed upload is cancelled (``DELETE`` of its
+Location, best effort, shielded, short timeout) and the error re-raised: the caller restarts the blob.
 """
 
 from __future__ import annotations
@@ -23,25 +19,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import aiohttp
-
-from mirrord.events import BytesTransferred
-from mirrord.oci import Digest, DigestHasher
+from mirrord.core.events import BytesTransferred
+from mirrord.oci import Digest
 from mirrord.registry.base import UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError, TransportError
-from mirrord.registry.transport import DEFAULT_READ_TIMEOUT, NETWORK_ERRORS, describe_network_error
+from mirrord.registry.http.transport import DEFAULT_READ_TIMEOUT
 
 if TYPE_CHECKING:
-    from mirrord.registry.client import Fetched
-    from mirrord.registry.http_repository import HTTPRepository
+    from mirrord.registry.http.client import Fetched
+    from mirrord.registry.http.repository import HTTPRepository
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 1024 * 1024
 OCTET_STREAM = "application/octet-stream"
 #: How long cancelling an abandoned upload may take (it is best effort).
 ABANDON_TIMEOUT = 5.0
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _UPLOAD_RANGE_RE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
 
 
@@ -63,143 +55,6 @@ def session_from(repo: HTTPRepository, fetched: Fetched) -> HTTPUploadSession:
     return HTTPUploadSession(
         repo.client.url(location), repo.name, int(minimum) if minimum.isdigit() else None
     )
-
-
-# -- download ---------------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def open_blob(repo: HTTPRepository, digest: Digest, offset: int) -> AsyncIterator[BlobDownload]:
-    """GET the blob (redirects followed; Authorization only to the registry) from ``offset``."""
-    stream = BlobDownload(repo, digest, offset)
-    try:
-        await stream.open()
-        yield stream
-    finally:
-        await stream.close()
-
-
-class BlobDownload:
-    """A :class:`mirrord.registry.base.BlobStream` over HTTP, resuming after connection breaks.
-
-    ``size`` is the total blob size when the registry said it. From offset 0 the stream is
-    verified at its end (digest and size): the last step raises DigestMismatch instead of ending.
-    """
-
-    #: Declares the end-of-stream verification, so readers need not hash the bytes a second time.
-    verifies_digest = True
-
-    def __init__(self, repo: HTTPRepository, digest: Digest, offset: int) -> None:
-        self.repo = repo
-        self.digest = digest
-        self.size: int | None = None
-        self._position = offset
-        self._hasher: DigestHasher | None = digest.hasher() if offset == 0 and digest.verifiable else None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._response: aiohttp.ClientResponse | None = None
-        self._resumes = 0
-        self._done = False
-
-    async def open(self) -> None:
-        """Send the GET (with ``Range`` past offset 0) and check the answer's range."""
-        stack = contextlib.AsyncExitStack()
-        headers = {"Range": f"bytes={self._position}-"} if self._position else {}
-        try:
-            response = await stack.enter_async_context(
-                self.repo.client.request(
-                    "GET", self.repo.path("blobs", str(self.digest)), scopes=self.repo.pull_scopes,
-                    headers=headers, ok=(200, 206), stream=True,
-                    repository=self.repo.name, reference=str(self.digest),
-                )
-            )  # fmt: skip
-            self._check_range(response)
-        except BaseException:
-            await stack.aclose()
-            raise
-        self._stack, self._response = stack, response
-
-    def _check_range(self, response: aiohttp.ClientResponse) -> None:
-        if self._position == 0:
-            if response.status == 200 and response.content_length is not None:
-                self.size = response.content_length
-            return
-        match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range", ""))
-        if response.status != 206 or match is None or int(match.group(1)) != self._position:
-            raise TransportError(
-                f"{self.repo}: blob {self.digest}: registry did not honour Range from byte {self._position}",
-                registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
-            )  # fmt: skip
-        if match.group(3) != "*":
-            self.size = int(match.group(3))
-
-    async def close(self) -> None:
-        """Release the current response."""
-        stack, self._stack, self._response = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
-
-    def __aiter__(self) -> BlobDownload:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self._done:
-            assert self._response is not None, "iterate inside `async with blob_open(...)`"
-            try:
-                chunk = await self._response.content.read(READ_CHUNK)
-            except NETWORK_ERRORS as exc:
-                await self._resume(exc)
-                continue
-            if chunk:
-                return self._account(chunk)
-            if self.size is not None and self._position < self.size:
-                await self._resume(None)  # clean EOF before the announced size: a cut connection
-                continue
-            self._done = True
-            self._verify()
-        raise StopAsyncIteration
-
-    def _account(self, chunk: bytes) -> bytes:
-        self._position += len(chunk)
-        if self._hasher is not None:
-            self._hasher.update(chunk)
-        if self.size is not None and self._position > self.size:
-            raise self._mismatch(f"is longer than its announced {self.size} bytes")
-        self.repo.client.transport.emit(BytesTransferred(self.repo.registry_key, "pulled", len(chunk)))
-        return chunk
-
-    def _verify(self) -> None:
-        if self._hasher is None:
-            return
-        if self.size is not None and self._hasher.size != self.size:
-            raise self._mismatch(f"has {self._hasher.size} bytes, expected {self.size}")
-        if self._hasher.digest() != self.digest:
-            raise self._mismatch(f"content hashes to {self._hasher.digest()}")
-
-    def _mismatch(self, what: str) -> DigestMismatch:
-        return DigestMismatch(
-            f"{self.repo}: blob {self.digest} {what}",
-            registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
-        )  # fmt: skip
-
-    async def _resume(self, cause: BaseException | None) -> None:
-        self._resumes += 1
-        policy = self.repo.client.retry
-        if self._resumes > policy.resume_attempts:
-            reason = describe_network_error(cause) if cause else "connection closed early"
-            raise TransportError(
-                f"{self.repo}: blob {self.digest}: {reason} at byte {self._position}, gave up resuming",
-                registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
-            ) from cause  # fmt: skip
-        delay = policy.backoff(self._resumes)
-        # A read timeout here means no byte arrived for the stall time (sock_read).
-        self.repo.client.emit_retry("stall" if isinstance(cause, TimeoutError) else "reset", delay)
-        log.debug("resuming %s of %s at byte %d", self.digest, self.repo, self._position)
-        await self.close()
-        await asyncio.sleep(delay)
-        await self.open()
-
-
-# -- upload -----------------------------------------------------------------------------------------
 
 
 class StallGuard:

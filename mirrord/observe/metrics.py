@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from mirrord import __version__
-from mirrord.events import (
+from mirrord.core.events import (
     BlobDone,
     BytesTransferred,
     Event,

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from mirrord import events as ev
+from mirrord.core import events as ev
 
 LogFormat = Literal["json", "text"]
 

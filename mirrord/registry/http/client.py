@@ -25,9 +25,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from mirrord.events import RetryScheduled
-from mirrord.registry.auth import Authenticator, CredentialSource, parse_www_authenticate
-from mirrord.registry.credentials import Credentials, resolve_credentials
+from mirrord.core.events import RetryScheduled
 from mirrord.registry.errors import (
     AuthError,
     NotFound,
@@ -38,10 +36,12 @@ from mirrord.registry.errors import (
     ServerError,
     TransportError,
 )
-from mirrord.registry.http_repository import HTTPRepository
-from mirrord.registry.retry import RetryPolicy, parse_retry_after
+from mirrord.registry.http.auth import Authenticator, CredentialSource, parse_www_authenticate
+from mirrord.registry.http.credentials import Credentials, resolve_credentials
+from mirrord.registry.http.repository import HTTPRepository
+from mirrord.registry.http.retry import RetryPolicy, parse_retry_after
+from mirrord.registry.http.transport import NETWORK_ERRORS, Transport, describe_network_error
 from mirrord.registry.settings import RegistrySettings, TLSSettings
-from mirrord.registry.transport import NETWORK_ERRORS, Transport, describe_network_error
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
-from mirrord.events import BytesTransferred, Direction, EventBus
+from mirrord.core.events import BytesTransferred, Direction, EventBus
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci.mediatypes import OCI_INDEX, is_non_distributable
 from mirrord.registry.base import MountResult, UploadSession

@@ -19,7 +19,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from mirrord import events as ev
+from mirrord.core import events as ev
 
 
 class ProgressBars:
@@ -55,7 +55,7 @@ class ProgressBars:
         self._progress.update(task, total=current + by)
 
     def on_event(self, event: ev.Event) -> None:
-        """Subscriber for :class:`mirrord.events.EventBus`."""
+        """Subscriber for :class:`mirrord.core.events.EventBus`."""
         match event:
             case ev.ImageStarted():
                 self._grow(self._images, 1)

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mirrord.registry.credentials import Credentials
 from mirrord.registry.errors import AuthError, ProtocolError
+from mirrord.registry.http.credentials import Credentials
 
 #: Tokens without ``expires_in`` live this long (the token spec's default).
 DEFAULT_TOKEN_SECONDS = 60

@@ -10,7 +10,7 @@ back once the headers arrived (``hold_slot=False``): a blob body being copied to
 repository of the *same* registry must not wait for the upload's slot while holding its own, or
 ``max_connections`` concurrent copies would deadlock. The engine bounds concurrent streams itself.
 
-The limits adapt (:mod:`mirrord.registry.adaptive`): a 429 halves the registry's concurrency and
+The limits adapt (:mod:`mirrord.registry.http.adaptive`): a 429 halves the registry's concurrency and
 answers grow it back slowly; a low ``ratelimit-remaining`` spaces requests out. A registry's
 ``stall_timeout`` replaces the read timeout for its requests: no byte for that long fails them.
 """
@@ -27,10 +27,10 @@ import aiohttp
 from asyncio_throttle.throttler import Throttler
 
 from mirrord import __version__
-from mirrord.events import Event, EventBus, HttpRequestDone, RateLimitObserved
-from mirrord.registry.adaptive import AdaptiveConcurrency, QuotaPacer
+from mirrord.core.events import Event, EventBus, HttpRequestDone, RateLimitObserved
 from mirrord.registry.errors import TransportError
-from mirrord.registry.retry import parse_ratelimit_remaining, parse_ratelimit_window
+from mirrord.registry.http.adaptive import AdaptiveConcurrency, QuotaPacer
+from mirrord.registry.http.retry import parse_ratelimit_remaining, parse_ratelimit_window
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -83,7 +83,7 @@ def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
 class HostLimits:
     """The request budget of one registry: a rate limiter (optional), a quota pacer and an
     adaptive concurrency cap (AIMD between 1 and ``max_connections``, see
-    :mod:`mirrord.registry.adaptive`)."""
+    :mod:`mirrord.registry.http.adaptive`)."""
 
     def __init__(self, max_connections: int, requests_per_second: float | None) -> None:
         self.concurrency = AdaptiveConcurrency(max_connections)

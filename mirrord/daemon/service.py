@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from mirrord import __version__
-from mirrord.events import EventBus
-from mirrord.logs import event_logger
-from mirrord.metrics import Metrics
+from mirrord.core.events import EventBus
+from mirrord.daemon.scheduler import Scheduler
+from mirrord.daemon.systemd import Notifier, watchdog_interval
+from mirrord.daemon.web import make_app, start_server
+from mirrord.observe.logs import event_logger
+from mirrord.observe.metrics import Metrics
 from mirrord.plan import Entry, Plan, PlanError, load_plan
 from mirrord.registry.hub import Registries
-from mirrord.scheduler import Scheduler
 from mirrord.sync import EntryReport, SyncRunner, open_location_cache, shard_entries
-from mirrord.systemd import Notifier, watchdog_interval
-from mirrord.web import make_app, start_server
 
 log = logging.getLogger(__name__)
 

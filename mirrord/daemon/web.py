@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from mirrord.metrics import CONTENT_TYPE, Metrics
+from mirrord.observe.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One repository of a registry over HTTP: :class:`mirrord.registry.base.Repository` for real.
 
 Manifests, tags and referrers live here; blob streaming (download with resume, uploads) lives in
-:mod:`mirrord.registry.blobs`.
+:mod:`mirrord.registry.http.download` and :mod:`mirrord.registry.http.upload`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from urllib.parse import quote
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.manifest import MAX_MANIFEST_BYTES
-from mirrord.registry.auth import repository_scope
 from mirrord.registry.base import BlobStream, MountResult, UploadSession
-from mirrord.registry.blobs import open_blob, put_blob, session_from
 from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, ProtocolError
+from mirrord.registry.http.auth import repository_scope
+from mirrord.registry.http.download import open_blob
+from mirrord.registry.http.upload import put_blob, session_from
 
 if TYPE_CHECKING:
-    from mirrord.registry.client import RegistryClient
+    from mirrord.registry.http.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class HTTPRepository:
         return int(size)
 
     def blob_open(self, digest: Digest, *, offset: int = 0) -> AbstractAsyncContextManager[BlobStream]:
-        """Open the blob for streaming (see :func:`mirrord.registry.blobs.open_blob`)."""
+        """Open the blob for streaming (see :func:`mirrord.registry.http.download.open_blob`)."""
         return open_blob(self, digest, offset)
 
     async def blob_mount(self, digest: Digest, from_repository: str) -> MountResult:
@@ -231,7 +232,7 @@ class HTTPRepository:
         *,
         upload: UploadSession | None = None,
     ) -> None:
-        """Upload a blob (see :func:`mirrord.registry.blobs.put_blob`)."""
+        """Upload a blob (see :func:`mirrord.registry.http.upload.put_blob`)."""
         await put_blob(self, digest, size, chunks, upload)
 
     # -- tags and referrers -----------------------------------------------------------------------

@@ -8,70 +8,24 @@ read once), and results come back as :class:`ImageReport` rows for ``--report`` 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Literal
 
-from mirrord.copy.engine import CopyEngine, CopyRequest, CopyResult, Target
+from mirrord.copy.engine import CopyEngine, CopyRequest, Target
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
 from mirrord.copy.recompress import ConversionMap
-from mirrord.events import EventBus
+from mirrord.core.events import EventBus
 from mirrord.oci import Reference
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import NotFound, RegistryError
 from mirrord.registry.hub import Registries
+from mirrord.sync.report import EntryReport, ImageReport, display, image_report
+from mirrord.sync.state import conversions_beside
 
 log = logging.getLogger(__name__)
-
-Result = Literal["copied", "unchanged", "failed", "would-copy", "pruned", "would-prune"]
-
-
-@dataclass(slots=True)
-class ImageReport:
-    """One row of the report: one source image (tag or digest) of one entry."""
-
-    entry: str
-    source: str
-    result: Result
-    source_digest: str | None = None
-    target_digests: dict[str, str] = field(default_factory=dict)
-    digest_map: dict[str, str] = field(default_factory=dict)
-    bytes: int = 0
-    error: str | None = None
-    artifacts: list[str] = field(default_factory=list)
-    dropped_signatures: list[dict[str, str]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON object written to ``--report`` (no secrets: references and digests only).
-        ``dropped_signatures`` lists ``{artifact, subject, replacement, target}``: signatures not
-        copied because their subject's digest changed at that target."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}, []) or k == "error"}
-
-
-@dataclass(slots=True)
-class EntryReport:
-    """What one entry's pass did."""
-
-    entry: str
-    started: float
-    finished: float = 0.0
-    images: list[ImageReport] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the entry resolved and no image failed."""
-        return self.error is None and all(i.result != "failed" for i in self.images)
-
-    def count(self, result: Result) -> int:
-        """How many images ended with ``result``."""
-        return sum(1 for i in self.images if i.result == result)
 
 
 class UnsupportedTarget(Exception):
@@ -104,7 +58,7 @@ class SyncRunner:
         self.events = events or EventBus()
         self.limits = limits or Limits()
         self.locations = locations
-        self.conversions = conversions if conversions is not None else _conversions_beside(locations)
+        self.conversions = conversions if conversions is not None else conversions_beside(locations)
 
     def carry_over(self, previous: SyncRunner) -> None:
         """Keep what ``previous`` (the runner of the plan before a reload) meant to look at again."""
@@ -261,7 +215,7 @@ class SyncRunner:
         self._recheck = {k for k in self._recheck if k[0] != entry.name} | {
             (entry.name, v) for v, r in zip(versions, results, strict=True) if r.outcome != "unchanged"
         }
-        return [_image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)]
+        return [image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)]
 
     async def _dry_run(
         self,
@@ -279,7 +233,7 @@ class SyncRunner:
             reports.append(
                 ImageReport(
                     entry=entry.name,
-                    source=_display(source_text, version),
+                    source=display(source_text, version),
                     result="unchanged" if unchanged else "would-copy",
                     source_digest=str(digest) if digest else None,
                 )
@@ -346,66 +300,3 @@ async def _tag_digests(repo: Repository, tags: Iterable[str]) -> dict[str, str]:
         if desc is not None:
             digests[tag] = str(desc.digest)
     return digests
-
-
-def _display(source_text: str, version: str) -> str:
-    return f"{source_text}@{version}" if ":" in version else f"{source_text}:{version}"
-
-
-def _image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:
-    return ImageReport(
-        entry=entry,
-        source=_display(source_text, version),
-        result=result.outcome,
-        source_digest=str(result.source_digest) if result.source_digest else None,
-        target_digests={k: str(v) for k, v in result.target_digests.items()},
-        digest_map={str(k): str(v) for k, v in result.digest_map.items()},
-        bytes=result.bytes,
-        error=result.error,
-        artifacts=list(result.artifacts),
-        dropped_signatures=[d.to_json() for d in result.dropped_signatures],
-    )
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``K/N`` (1 <= K <= N) -> (K, N); ValueError otherwise."""
-    k_text, sep, n_text = text.partition("/")
-    if not sep or not k_text.isdigit() or not n_text.isdigit():
-        raise ValueError(f"shard {text!r} is not K/N")
-    k, n = int(k_text), int(n_text)
-    if not 1 <= k <= n:
-        raise ValueError(f"shard {text!r}: K must be between 1 and N")
-    return k, n
-
-
-def shard_of(name: str, count: int) -> int:
-    """The 1-based shard owning entry ``name`` among ``count``: a stable hash, same on every host."""
-    digest = hashlib.sha256(name.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count + 1
-
-
-def shard_entries(entries: Iterable[Entry], shard: tuple[int, int] | None) -> list[Entry]:
-    """The entries shard ``(K, N)`` owns (all when ``shard`` is None)."""
-    if shard is None:
-        return list(entries)
-    k, n = shard
-    return [e for e in entries if shard_of(e.name, n) == k]
-
-
-def _conversions_beside(locations: LocationCache | None) -> ConversionMap:
-    """The re-encoded layer map, kept in ``conversions.json`` next to the location cache's state file
-    (in memory when it has none), so later runs skip recompression already done."""
-    state = locations.state_file if locations is not None else None
-    conversions = ConversionMap(state.parent / "conversions.json" if state is not None else None)
-    conversions.load()
-    return conversions
-
-
-def open_location_cache(state_dir: str | None) -> LocationCache:
-    """The blob-location cache: in memory, and kept in ``state_dir/locations.json`` when given so a
-    restart can still mount instead of upload. A missing or unreadable file starts empty."""
-    cache = LocationCache(Path(state_dir) / "locations.json" if state_dir else None)
-    if state_dir:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
-        cache.load()
-    return cache

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
-import os
-import tempfile
-import threading
-import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from mirrord.events import BytesTransferred, Direction, EventBus
+from mirrord.core.events import BytesTransferred, Direction, EventBus
+from mirrord.core.files import AtomicWriter, write_file_atomic
 from mirrord.oci import AnyManifest, Descriptor, Digest, DigestHasher, ImageIndex, parse_manifest
 from mirrord.oci.errors import InvalidDigest, InvalidManifest, InvalidReference, UnsupportedManifest
 from mirrord.oci.manifest import MAX_MANIFEST_BYTES
@@ -38,17 +34,17 @@ from mirrord.oci.mediatypes import OCI_INDEX, OCI_LAYOUT_VERSION, OCI_MANIFEST, 
 from mirrord.oci.reference import validate_tag
 from mirrord.registry.base import BlobStream, MountResult, UploadSession
 from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError, RequestRejected
+from mirrord.registry.layout.files import directory_lock, file_size, index_lock, open_at
+from mirrord.registry.layout.index import index_entry, ref_name, with_tag_entry
+from mirrord.registry.layout.reference import LAYOUT_SCHEME, is_tag
 
-__all__ = ["REF_NAME_ANNOTATION", "LayoutRepository", "parse_layout_reference"]
+__all__ = ["LayoutRepository"]
 
-#: The index.json annotation that names a tagged manifest.
-REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 #: Label of layout directories in events and metrics.
 EVENT_REGISTRY = "oci"
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-_SCHEME = "oci:"
 _READ_CHUNK = 1024 * 1024
 #: Small chunks are gathered up to this size before one write in a worker thread: a thread hop per
 #: 16 KiB network chunk would cost more than the write itself.
@@ -56,41 +52,6 @@ _WRITE_BATCH = 1024 * 1024
 _LAYOUT_FILE = "oci-layout"
 _INDEX_FILE = "index.json"
 _BLOBS_DIR = "blobs"
-
-# One lock per (event loop, layout directory): asyncio locks must not cross loops, and two
-# LayoutRepository objects for the same directory must still serialise their index.json updates.
-_index_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def parse_layout_reference(text: str) -> tuple[Path, str | None]:
-    """Split ``oci:PATH[:TAG]`` into the directory and the tag (None when there is none).
-
-    The tag is what follows the LAST ``:`` only when that is a valid tag and the path before it is
-    non-empty; otherwise the whole remainder is the path. So ``oci:/srv/x:1.0`` -> (``/srv/x``,
-    ``1.0``), ``oci:/srv/x`` -> (``/srv/x``, None), and a path that itself contains ``:`` must be
-    followed by a tag to be read whole (``oci:/srv/a:b:latest`` -> (``/srv/a:b``, ``latest``)), since
-    ``oci:/srv/a:b`` reads ``b`` as the tag. Raises InvalidReference without the ``oci:`` prefix or
-    with an empty path.
-    """
-    if not text.startswith(_SCHEME):
-        raise InvalidReference(f"{text!r} is not an OCI layout reference (oci:PATH[:TAG])")
-    rest = text[len(_SCHEME) :]
-    if not rest:
-        raise InvalidReference(f"{text!r}: the layout path is empty")
-    head, sep, tail = rest.rpartition(":")
-    if sep and head and _is_tag(tail):
-        return Path(head), tail
-    return Path(rest), None
-
-
-def _is_tag(text: str) -> bool:
-    try:
-        validate_tag(text)
-    except InvalidReference:
-        return False
-    return True
 
 
 class LayoutRepository:
@@ -123,7 +84,7 @@ class LayoutRepository:
     @property
     def registry_key(self) -> str:
         """``oci:`` + the resolved directory: equal only for the same layout."""
-        return _SCHEME + str(self._root)
+        return LAYOUT_SCHEME + str(self._root)
 
     @property
     def name(self) -> str:
@@ -131,7 +92,7 @@ class LayoutRepository:
         return str(self._path)
 
     def __str__(self) -> str:
-        return _SCHEME + str(self._path)
+        return LAYOUT_SCHEME + str(self._path)
 
     def __repr__(self) -> str:
         return f"LayoutRepository({str(self._path)!r})"
@@ -178,11 +139,11 @@ class LayoutRepository:
         await self._require_children(manifest, reference)
         await self._ensure_layout()
         path = await self._io(self._blob_path, digest)
-        await self._io(_write_file_atomic, path, raw)
+        await self._io(write_file_atomic, path, raw)
         if tag is not None:
             self._warn_if_not_oci(manifest, tag)
-            entry = _index_entry(manifest, tag)
-            await self._update_index(lambda entries: _with_tag_entry(entries, entry, tag))
+            entry = index_entry(manifest, tag)
+            await self._update_index(lambda entries: with_tag_entry(entries, entry, tag))
         return digest
 
     async def manifest_delete(self, reference: str) -> None:
@@ -194,7 +155,7 @@ class LayoutRepository:
 
         def keep(entry: dict[str, Any]) -> bool:
             if tag is not None:
-                return _ref_name(entry) != tag
+                return ref_name(entry) != tag
             return entry.get("digest") != str(digest)
 
         removed = await self._update_index(lambda entries: [e for e in entries if keep(e)])
@@ -208,7 +169,7 @@ class LayoutRepository:
     async def blob_head(self, digest: Digest) -> int | None:
         """Size of the blob file, or None when absent."""
         path = await self._io(self._blob_path, digest)
-        return await self._io(_file_size, path)
+        return await self._io(file_size, path)
 
     def blob_open(
         self, digest: Digest, *, offset: int = 0
@@ -222,7 +183,7 @@ class LayoutRepository:
         if offset == 0 and not digest.verifiable:
             raise self._error(RequestRejected, f"cannot verify a {digest.algorithm} blob", str(digest))
         try:
-            file, size = await self._io(_open_at, path, offset)
+            file, size = await self._io(open_at, path, offset)
         except ValueError as exc:
             raise self._error(RequestRejected, f"cannot read blob {digest}: {exc}", str(digest)) from exc
         try:
@@ -253,7 +214,7 @@ class LayoutRepository:
             raise self._error(RequestRejected, f"cannot verify a {digest.algorithm} blob", str(digest))
         await self._ensure_layout()
         path = await self._io(self._blob_path, digest)
-        writer = await self._io(_AtomicWriter.create, path)
+        writer = await self._io(AtomicWriter.create, path)
         try:
             await self._stream_into(writer, digest, size, chunks)
             await self._io(writer.commit)
@@ -262,7 +223,7 @@ class LayoutRepository:
             raise
 
     async def _stream_into(
-        self, writer: _AtomicWriter, digest: Digest, size: int, chunks: AsyncIterable[bytes]
+        self, writer: AtomicWriter, digest: Digest, size: int, chunks: AsyncIterable[bytes]
     ) -> None:
         # Hashing happens with the write in the worker thread (hashlib releases the GIL), keeping
         # the CPU work off the event loop; batches are written in order, so the hash is too.
@@ -294,8 +255,8 @@ class LayoutRepository:
     async def tags_list(self) -> list[str]:
         """The ref names in index.json that are valid tags, once each, in index order."""
         entries = await self._io(self._read_entries)
-        names = (_ref_name(e) for e in entries)
-        return list(dict.fromkeys(n for n in names if n is not None and _is_tag(n)))
+        names = (ref_name(e) for e in entries)
+        return list(dict.fromkeys(n for n in names if n is not None and is_tag(n)))
 
     async def has_tags(self) -> bool:
         """True when index.json names a tag."""
@@ -336,13 +297,13 @@ class LayoutRepository:
 
     async def _tag_entry(self, tag: str) -> dict[str, Any] | None:
         entries = await self._io(self._read_entries)
-        return next((e for e in entries if _ref_name(e) == tag), None)
+        return next((e for e in entries if ref_name(e) == tag), None)
 
     def _entry_digest(self, entry: dict[str, Any]) -> Digest:
         try:
             return Digest.parse(str(entry.get("digest")))
         except InvalidDigest as exc:
-            raise self._error(ProtocolError, f"{_INDEX_FILE}: {exc}", _ref_name(entry)) from exc
+            raise self._error(ProtocolError, f"{_INDEX_FILE}: {exc}", ref_name(entry)) from exc
 
     async def _read_manifest(
         self, reference: str, digest: Digest, media_type: str | None, size: int
@@ -427,28 +388,28 @@ class LayoutRepository:
 
     async def _update_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
         """Apply ``change`` to the index entries under the layout's lock; returns how many fewer."""
-        async with _index_lock(self._root):
+        async with index_lock(self._root):
             return await self._io(self._rewrite_index, change)
 
     def _rewrite_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
-        with _directory_lock(self._root):
+        with directory_lock(self._root):
             index = self._read_index()
             before = index["manifests"]
             index["manifests"] = after = change(before)
             if after != before:
                 data = json.dumps(index, separators=(",", ":")).encode()
-                _write_file_atomic(self._root / _INDEX_FILE, data)
+                write_file_atomic(self._root / _INDEX_FILE, data)
         return len(before) - len(after)
 
     async def _ensure_layout(self) -> None:
         if not self._ensured:
-            async with _index_lock(self._root):
+            async with index_lock(self._root):
                 await self._io(self._create_layout)
             self._ensured = True
 
     def _create_layout(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
-        with _directory_lock(self._root):
+        with directory_lock(self._root):
             self._create_layout_files()
 
     def _create_layout_files(self) -> None:
@@ -462,10 +423,10 @@ class LayoutRepository:
                 raise self._error(ProtocolError, f"unsupported image layout version {version!r}")
         else:
             layout = json.dumps({"imageLayoutVersion": OCI_LAYOUT_VERSION}).encode()
-            _write_file_atomic(marker, layout)
+            write_file_atomic(marker, layout)
         if not (self._root / _INDEX_FILE).exists():
             empty = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-            _write_file_atomic(self._root / _INDEX_FILE, json.dumps(empty).encode())
+            write_file_atomic(self._root / _INDEX_FILE, json.dumps(empty).encode())
 
     # -- internals: errors and events ---------------------------------------------------------------
 
@@ -534,164 +495,3 @@ class _FileBlobStream:
             raise self._layout._error(
                 DigestMismatch, f"blob {self._digest} is corrupt (content does not match)", str(self._digest)
             )
-
-
-class _AtomicWriter:
-    """A temporary file next to the final path: written, fsynced and renamed, or removed.
-
-    ``write`` and ``commit`` run in worker threads; ``abort`` runs on the event loop, possibly while
-    a cancelled ``write`` or ``commit`` is still running in its thread. ``abort`` therefore never
-    waits: it unlinks the temporary file at once (POSIX keeps the open file usable) and closes the
-    file only if no operation holds it; otherwise that operation closes it when it ends.
-    """
-
-    def __init__(self, path: Path, temp: Path, file: BinaryIO) -> None:
-        self._path = path
-        self._temp = temp
-        self._file = file
-        self._lock = threading.Lock()
-        self._aborted = False
-
-    @classmethod
-    def create(cls, path: Path) -> _AtomicWriter:
-        """Open a fresh temporary file in ``path``'s directory (created if needed)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name[:16]}.", suffix=".tmp", dir=path.parent)
-        return cls(path, Path(temp), os.fdopen(fd, "wb"))
-
-    def write(self, chunks: Iterable[bytes], hasher: DigestHasher | None = None) -> None:
-        """Append ``chunks``, feeding ``hasher`` too (OSError once aborted)."""
-        with self._exclusive():
-            for chunk in chunks:
-                if hasher is not None:
-                    hasher.update(chunk)
-                self._file.write(chunk)
-
-    def commit(self) -> None:
-        """fsync, then rename over the final path, then fsync the directory (durable rename)."""
-        with self._exclusive():
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.chmod(self._temp, 0o644)
-            os.replace(self._temp, self._path)
-        _fsync_directory(self._path.parent)
-
-    def abort(self) -> None:
-        """Remove the temporary file and close it, without blocking (idempotent)."""
-        self._aborted = True
-        with contextlib.suppress(FileNotFoundError):
-            self._temp.unlink()
-        if self._lock.acquire(blocking=False):
-            try:
-                self._file.close()
-            finally:
-                self._lock.release()
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        try:
-            with self._lock:
-                if self._aborted:
-                    raise OSError(f"write to {self._temp} was aborted")
-                yield
-        finally:
-            # abort() may have run while we held the lock and left the closing to us. It sets the
-            # flag before trying the lock, so one of the two always sees the other and closes.
-            if self._aborted:
-                with self._lock:
-                    self._file.close()
-
-
-def _write_file_atomic(path: Path, data: bytes) -> None:
-    writer = _AtomicWriter.create(path)
-    try:
-        writer.write([data])
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _file_size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return None
-
-
-def _open_at(path: Path, offset: int) -> tuple[BinaryIO, int]:
-    """The file positioned at ``offset``, and its size."""
-    file = path.open("rb")
-    try:
-        size = os.fstat(file.fileno()).st_size
-        if offset > size:
-            raise ValueError(f"offset {offset} is past the end ({size} bytes)")
-        file.seek(offset)
-    except BaseException:
-        file.close()
-        raise
-    return file, size
-
-
-@contextlib.contextmanager
-def _directory_lock(root: Path) -> Iterator[None]:
-    """An exclusive flock on the layout directory itself, so that other processes (another mirrord
-    replica, a second ``mirrord copy``) do not interleave their index.json read-modify-write with
-    ours. Blocking: call only in a worker thread."""
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _index_lock(root: Path) -> asyncio.Lock:
-    locks = _index_locks.setdefault(asyncio.get_running_loop(), {})
-    return locks.setdefault(root, asyncio.Lock())
-
-
-def _ref_name(entry: dict[str, Any]) -> str | None:
-    annotations = entry.get("annotations")
-    name = annotations.get(REF_NAME_ANNOTATION) if isinstance(annotations, dict) else None
-    return name if isinstance(name, str) else None
-
-
-def _index_entry(manifest: AnyManifest, tag: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"mediaType": manifest.media_type, "digest": str(manifest.digest)}
-    entry["size"] = manifest.size
-    if manifest.artifact_type is not None:
-        entry["artifactType"] = manifest.artifact_type
-    return {**entry, "annotations": {REF_NAME_ANNOTATION: tag}}
-
-
-def _with_tag_entry(entries: list[dict[str, Any]], new: dict[str, Any], tag: str) -> list[dict[str, Any]]:
-    """Entries with ``new`` in place of the tag's entry (or of an untagged entry of the same digest).
-
-    It takes the position of the first entry it replaces, else goes last; one entry per tag.
-    """
-
-    def replaced(entry: dict[str, Any]) -> bool:
-        name = _ref_name(entry)
-        return name == tag or (name is None and entry.get("digest") == new["digest"])
-
-    result: list[dict[str, Any]] = []
-    placed = False
-    for entry in entries:
-        if not replaced(entry):
-            result.append(entry)
-        elif not placed:
-            result.append(new)
-            placed = True
-    if not placed:
-        result.append(new)
-    return result

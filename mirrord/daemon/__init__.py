@@ -1,0 +1,1 @@
+"""The long-lived service: scheduler, HTTP endpoints, systemd notifications and SIGHUP reloads."""

@@ -1,0 +1,71 @@
+"""What a pass reports: one row per image (``--report``, ``/status``), one summary per entry."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from mirrord.copy.engine import CopyResult
+
+Result = Literal["copied", "unchanged", "failed", "would-copy", "pruned", "would-prune"]
+
+
+@dataclass(slots=True)
+class ImageReport:
+    """One row of the report: one source image (tag or digest) of one entry."""
+
+    entry: str
+    source: str
+    result: Result
+    source_digest: str | None = None
+    target_digests: dict[str, str] = field(default_factory=dict)
+    digest_map: dict[str, str] = field(default_factory=dict)
+    bytes: int = 0
+    error: str | None = None
+    artifacts: list[str] = field(default_factory=list)
+    dropped_signatures: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``--report`` (no secrets: references and digests only).
+        ``dropped_signatures`` lists ``{artifact, subject, replacement, target}``: signatures not
+        copied because their subject's digest changed at that target."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, {}, []) or k == "error"}
+
+
+@dataclass(slots=True)
+class EntryReport:
+    """What one entry's pass did."""
+
+    entry: str
+    started: float
+    finished: float = 0.0
+    images: list[ImageReport] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the entry resolved and no image failed."""
+        return self.error is None and all(i.result != "failed" for i in self.images)
+
+    def count(self, result: Result) -> int:
+        """How many images ended with ``result``."""
+        return sum(1 for i in self.images if i.result == result)
+
+
+def display(source_text: str, version: str) -> str:
+    return f"{source_text}@{version}" if ":" in version else f"{source_text}:{version}"
+
+
+def image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:
+    return ImageReport(
+        entry=entry,
+        source=display(source_text, version),
+        result=result.outcome,
+        source_digest=str(result.source_digest) if result.source_digest else None,
+        target_digests={k: str(v) for k, v in result.target_digests.items()},
+        digest_map={str(k): str(v) for k, v in result.digest_map.items()},
+        bytes=result.bytes,
+        error=result.error,
+        artifacts=list(result.artifacts),
+        dropped_signatures=[d.to_json() for d in result.dropped_signatures],
+    )
