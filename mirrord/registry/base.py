@@ -19,7 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex
+from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, Reference
 
 
 class BlobStream(Protocol):
@@ -124,4 +124,23 @@ class Repository(Protocol):
 
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """The referrers index of ``digest``, or None when the registry has no referrers API."""
+        ...
+
+
+class RepositoryOpener(Protocol):
+    """What hands out repositories by name: :class:`mirrord.registry.hub.Registries` over HTTP and
+    layouts, :class:`mirrord.testing.hub.MemoryRegistries` in memory.
+
+    The sync runner depends on this alone, so its resolution and prune logic run in tests without a
+    network. Implementations MUST return the same repository behaviour for equal references within
+    one process (the runner may open one reference several times per pass).
+    """
+
+    def repository(self, ref: Reference) -> Repository:
+        """The repository ``ref`` names (its tag or digest, if any, is ignored)."""
+        ...
+
+    def open(self, text: str) -> tuple[Repository, str | None]:
+        """A repository and the tag-or-digest named by ``text``: ``oci:PATH[:TAG]`` or a registry
+        reference (InvalidReference when malformed)."""
         ...

@@ -1,6 +1,7 @@
 """One sync pass: resolve each entry's source and tags, copy through one engine, prune, report.
 
-The runner owns no I/O of its own: registries come from :class:`mirrord.registry.hub.Registries`, copies
+The runner owns no I/O of its own: repositories come from a
+:class:`mirrord.registry.base.RepositoryOpener` (the HTTP hub in production, memory in tests), copies
 go through one :class:`mirrord.copy.engine.CopyEngine` per pass (so a blob shared by several entries is
 read once), and results come back as :class:`ImageReport` rows for ``--report`` and ``/status``.
 """
@@ -19,9 +20,8 @@ from mirrord.copy.recompress import ConversionMap
 from mirrord.core.events import EventBus
 from mirrord.oci import Reference
 from mirrord.plan import Entry, Plan, TargetConfig
-from mirrord.registry.base import Repository
+from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
-from mirrord.registry.hub import Registries
 from mirrord.sync.report import EntryReport, ImageReport, display, image_report
 from mirrord.sync.state import conversions_beside
 
@@ -44,7 +44,7 @@ class SyncRunner:
     def __init__(
         self,
         plan: Plan,
-        registries: Registries,
+        registries: RepositoryOpener,
         *,
         events: EventBus | None = None,
         limits: Limits | None = None,

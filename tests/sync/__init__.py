@@ -1,0 +1,1 @@
+"""Fast, in-memory tests of the sync pass runner."""
