@@ -73,7 +73,8 @@ class SyncRunner:
     async def run_pass(
         self, entries: Sequence[Entry] | None = None, *, dry_run: bool = False
     ) -> list[EntryReport]:
-        """Sync ``entries`` (default: all) concurrently through one engine; never raises for an image."""
+        """Sync ``entries`` (default: all) concurrently through one engine; never raises for an image
+        or an entry: an entry's failure, expected or not, is its report's ``error``."""
         chosen = list(entries) if entries is not None else list(self.plan.entries)
         engine = self.new_engine()
         async with asyncio.TaskGroup() as group:
@@ -81,7 +82,10 @@ class SyncRunner:
         return [t.result() for t in tasks]
 
     async def run_entry(self, entry: Entry, engine: CopyEngine, *, dry_run: bool = False) -> EntryReport:
-        """One entry: resolve the source, select tags, copy every tag to every target, then prune."""
+        """One entry: resolve the source, select tags, copy every tag to every target, then prune.
+
+        Never raises but for cancellation: an unexpected exception is logged with its traceback and
+        becomes ``report.error`` (images done before it keep their rows)."""
         report = EntryReport(entry=entry.name, started=time.time())
         try:
             source, source_text = await self._resolve_source(entry)
@@ -98,6 +102,9 @@ class SyncRunner:
             log.error("entry failed", extra={"fields": {"entry": entry.name, "error": str(exc)}})
         except UnsupportedTarget as exc:
             report.error = str(exc)
+        except Exception as exc:  # a bug must not cancel the pass's other entries (they share a group)
+            report.error = f"unexpected error: {type(exc).__name__}: {exc}"
+            log.exception("entry failed unexpectedly", extra={"fields": {"entry": entry.name}})
         report.finished = time.time()
         return report
 
