@@ -8,9 +8,11 @@ entry's name, ``registry`` a host (``registry.example.com:5000``, or ``oci`` for
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from mirrord import __version__
 from mirrord.core.events import (
@@ -48,6 +50,13 @@ _SYNC_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0
 def _host(registry: str) -> str:
     """The host part of a registry label, in case a caller passed ``host/repository``."""
     return registry.split("/", 1)[0]
+
+
+def _discard(metric: MetricWrapperBase, *labels: str) -> None:
+    """Remove the series ``labels`` of ``metric`` if it exists. prometheus-client before 0.22 (which
+    ``pyproject.toml`` allows) raises KeyError for a series that was never created."""
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)
 
 
 class Metrics:
@@ -214,9 +223,9 @@ class Metrics:
             (self.blobs, BLOB_OUTCOMES),
         ):
             for value in values:
-                metric.remove(name, value)  # no-op when the series does not exist
-        self.sync_duration.remove(name)
-        self.last_success.remove(name)
+                _discard(metric, name, value)
+        _discard(self.sync_duration, name)
+        _discard(self.last_success, name)  # exists only after a first success
 
     # -- exposition ---------------------------------------------------------------------------------
 

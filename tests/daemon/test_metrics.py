@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from mirrord import __version__
@@ -210,3 +212,21 @@ def test_promtool_accepts_the_exposition() -> None:
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
     # promtool reports lint problems on stdout/stderr even for a passing run on some versions.
     assert not (result.stdout + result.stderr).strip(), (result.stdout + result.stderr).decode()
+
+
+def _remove_as_before_0_22(self: MetricWrapperBase, *labelvalues: Any) -> None:
+    """``remove`` as prometheus-client < 0.22 wrote it: KeyError for a series never created."""
+    with self._lock:
+        del self._metrics[tuple(str(v) for v in labelvalues)]
+
+
+def test_dropping_an_entry_that_never_succeeded_works_with_older_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(MetricWrapperBase, "remove", _remove_as_before_0_22)
+    metrics = Metrics()
+    metrics.declare_entries(["a", "b"])
+    metrics.sync_run_finished("a", False, 1.0, 1_700_000_000.0)  # no success: no timestamp series
+    metrics.declare_entries(["c"])  # a reload dropped both
+    assert not [key for key in samples(metrics) if {("entry", "a"), ("entry", "b")} & set(key[1])]
+    assert value(metrics, "mirrord_sync_runs_total", entry="c", result="success") == 0.0
