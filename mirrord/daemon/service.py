@@ -124,16 +124,22 @@ class Service:
     # -- running ------------------------------------------------------------------------------------
 
     def _load(self) -> Plan:
-        # load_plan validates the whole plan before any running state below is touched.
+        # All or nothing: load_plan validates the whole plan and the scheduler checks the intervals
+        # before either changes anything; nothing after the scheduler can raise (metrics never veto a
+        # plan), so the service and the scheduler always run the same entries.
         plan = load_plan(self.plan_path)
         entries = shard_entries(plan.entries, self.shard)
+        self.scheduler.set_entries({e.name: e.interval for e in entries})
         self._entries = {e.name: e for e in entries}
         for name in list(self._status):
             if name not in self._entries:
                 del self._status[name]
         for e in entries:
             self._status.setdefault(e.name, EntryStatus(interval=e.interval)).interval = e.interval
-        self.metrics.declare_entries(list(self._entries))
+        try:
+            self.metrics.declare_entries(list(self._entries))
+        except Exception:
+            log.exception("metrics could not follow the plan; the plan is applied")
         return plan
 
     async def run(self) -> int:
@@ -149,7 +155,6 @@ class Service:
             runner, self.port = await self._start_http(self.plan)
             try:
                 self._install_signals()
-                self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
                 self._ready = True
                 self.notifier.ready()
                 log.info(
@@ -214,7 +219,6 @@ class Service:
                 if self._runner is not None:
                     runner.carry_over(self._runner)
                 self._runner = runner
-            self.scheduler.set_entries({n: e.interval for n, e in self._entries.items()})
             log.info("plan reloaded", extra={"fields": {"entries": len(self._entries)}})
         self.notifier.ready()
 
