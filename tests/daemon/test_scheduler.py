@@ -1,4 +1,9 @@
-"""The scheduler, with millisecond intervals and fake run functions."""
+"""The scheduler, with fake run functions and, where a test is about time, a fake clock.
+
+No test measures wall time from above: "nothing else starts" is checked after :func:`settle` (the
+event loop ran every ready callback, which is where a wrongly started run would begin, since the
+intervals here never elapse), and delays are read from ``next_run`` on a frozen fake clock.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +57,22 @@ async def until(condition: Callable[[], bool], within: float = 2.0) -> None:
             await asyncio.sleep(0.001)
 
 
+async def settle(rounds: int = 50) -> None:
+    """Let the event loop run every callback that is ready, ``rounds`` times over (no wall clock)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @asynccontextmanager
 async def running(scheduler: Scheduler) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``scheduler`` in a task; stop it on exit and check that ``run`` returns."""
@@ -70,7 +91,7 @@ async def test_first_pass_of_every_entry_at_start() -> None:
     scheduler.set_entries({"a": LONG, "b": LONG})
     async with running(scheduler):
         await until(lambda: rec.count("a") == 1 and rec.count("b") == 1)
-        await asyncio.sleep(0.02)
+        await settle()
     assert rec.count("a") == rec.count("b") == 1
 
 
@@ -86,13 +107,12 @@ async def test_repeats_every_interval() -> None:
 
 async def test_next_run_follows_the_interval() -> None:
     rec = Recorder()
-    scheduler = Scheduler(rec, jitter=0.0)
+    clock = FakeClock()
+    scheduler = Scheduler(rec, jitter=0.0, clock=clock)
     scheduler.set_entries({"a": LONG})
     async with running(scheduler):
         await until(lambda: rec.count("a") == 1 and not scheduler.running("a"))
-        next_run = scheduler.next_run("a")
-        assert next_run is not None
-        assert next_run == pytest.approx(rec.starts["a"][0] + LONG, abs=0.05)
+        assert scheduler.next_run("a") == 1000.0 + LONG
 
 
 async def jittered_delays(seed: int, runs: int) -> list[float]:
@@ -134,11 +154,11 @@ async def test_no_overlap_and_one_queued_follow_up() -> None:
         for _ in range(5):
             assert scheduler.trigger("a")
         assert scheduler.next_run("a") is not None  # the queued follow-up
-        await asyncio.sleep(0.02)
+        await settle()
         assert rec.count("a") == 1
         rec.gate.set()
         await until(lambda: rec.count("a") == 2 and not scheduler.running("a"))
-        await asyncio.sleep(0.02)
+        await settle()
     assert rec.count("a") == 2
     assert rec.max_active == 1
 
@@ -159,19 +179,26 @@ async def test_trigger_idle_entry_and_all() -> None:
 
 async def test_backoff_after_failures_then_reset() -> None:
     rec = Recorder(ok=False)
-    scheduler = Scheduler(rec, jitter=0.0, backoff_base=0.01, backoff_max=0.04)
+    clock = FakeClock()
+    scheduler = Scheduler(rec, jitter=0.0, backoff_base=10.0, backoff_max=40.0, clock=clock)
     scheduler.set_entries({"a": LONG})
+    delays = []
     async with running(scheduler):
-        await until(lambda: rec.count("a") >= 5, within=3)
+        for n in range(1, 6):
+            if n > 1:
+                clock.now = scheduler.next_run("a") or 0.0  # the backoff elapses
+                assert scheduler.trigger("a")  # wakes the loop, which sees the entry due
+            await until(lambda n=n: rec.count("a") == n and not scheduler.running("a"))  # type: ignore[misc]
+            next_run = scheduler.next_run("a")
+            assert next_run is not None
+            delays.append(next_run - clock.now)
         rec.ok = True
-        await until(lambda: rec.count("a") >= 6 and not scheduler.running("a"), within=3)
-        next_run = scheduler.next_run("a")
-    gaps = [b - a for a, b in zip(rec.starts["a"], rec.starts["a"][1:], strict=False)][:4]
-    for gap, expected in zip(gaps, (0.01, 0.02, 0.04, 0.04), strict=True):
-        assert gap >= expected * 0.95, gaps
-    # The success reset the backoff: the next run is a full interval away.
-    assert next_run is not None
-    assert next_run - time.monotonic() > LONG - 1
+        clock.now += 1.0
+        assert scheduler.trigger("a")
+        await until(lambda: rec.count("a") == 6 and not scheduler.running("a"))
+        # The success reset the backoff: the next run is a full interval after this one started.
+        assert scheduler.next_run("a") == clock.now + LONG
+    assert delays == [10.0, 20.0, 40.0, 40.0, 40.0]
 
 
 def test_backoff_formula() -> None:
@@ -218,7 +245,7 @@ async def test_set_entries_adds_keeps_and_removes() -> None:
         scheduler.set_entries({"b": LONG})
         assert scheduler.next_run("a") is None
         assert not scheduler.trigger("a")
-        await asyncio.sleep(0.02)
+        await settle()
     assert rec.count("a") == 1
 
 
@@ -245,7 +272,7 @@ async def test_removed_entry_finishes_its_run_in_flight() -> None:
         assert scheduler.running("a")
         rec.gate.set()
         await until(lambda: not scheduler.running("a"))
-        await asyncio.sleep(0.02)
+        await settle()
     assert rec.count("a") == 1
     assert rec.cancelled == []
 
@@ -273,14 +300,39 @@ async def test_stop_waits_for_runs_in_flight() -> None:
     task = asyncio.create_task(scheduler.run())
     await until(lambda: scheduler.running("a"))
     scheduler.stop()
-    await asyncio.sleep(0.02)
+    await settle()
     assert not task.done()
     rec.gate.set()
     async with asyncio.timeout(2):
         await task
     assert rec.cancelled == []
-    assert scheduler.trigger("a")  # accepted, but nothing starts after stop
-    assert rec.count("a") == 1
+
+
+async def test_nothing_starts_after_stop() -> None:
+    # "a" hangs in flight, so run() is still looping (waiting for it) when "b" is triggered.
+    gate = asyncio.Event()
+    starts: list[str] = []
+
+    async def run_entry(name: str) -> bool:
+        starts.append(name)
+        if name == "a":
+            await gate.wait()
+        return True
+
+    scheduler = Scheduler(run_entry)
+    scheduler.set_entries({"a": LONG, "b": LONG})
+    task = asyncio.create_task(scheduler.run())
+    await until(lambda: scheduler.running("a") and starts.count("b") == 1 and not scheduler.running("b"))
+    scheduler.stop()
+    assert scheduler.trigger("b")  # accepted, but must not start: the scheduler is stopping
+    assert scheduler.trigger()
+    await settle()  # a run wrongly started by the triggers would begin here
+    assert not task.done()
+    gate.set()
+    async with asyncio.timeout(2):
+        await task
+    await settle()
+    assert starts == ["a", "b"]
 
 
 async def test_drain_cancels_after_grace() -> None:
@@ -306,9 +358,11 @@ async def test_drain_lets_quick_runs_finish() -> None:
     scheduler.set_entries({"a": LONG})
     task = asyncio.create_task(scheduler.run())
     await until(lambda: scheduler.running("a"))
-    asyncio.get_running_loop().call_later(0.01, rec.gate.set)
-    await scheduler.drain(2.0)
+    # The run ends only once drain is already waiting; the grace never runs out during the test.
+    asyncio.get_running_loop().call_soon(rec.gate.set)
+    await scheduler.drain(LONG)
     assert rec.cancelled == []
+    assert rec.count("a") == 1
     async with asyncio.timeout(2):
         await task
 
