@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mirrord.core.events import BlobDone, Event, EventBus
@@ -127,3 +128,11 @@ class Recorder:
     def blob_outcomes(self) -> Counter[str]:
         """How many BlobDone events per outcome."""
         return Counter(e.outcome for e in self.of(BlobDone))
+
+
+async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
+    """Wait until ``condition()`` holds, looking every millisecond; fail after ``within`` seconds
+    (a deadline for a broken test, generous under load, never a timing assertion)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - state without an event to wait on
+            await asyncio.sleep(0.001)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_multiarch
+from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_multiarch, until
 
 from mirrord.copy import CopyEngine, CopyRequest, Limits, LocationCache, Target
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION
@@ -616,15 +616,27 @@ async def test_cancellation_propagates_and_leaves_no_tag(
     source: MemoryRegistry, target: MemoryRegistry
 ) -> None:
     src = source.repository("app")
-    await push_image(src, [layer("a", 100_000)], tag="1")
+    big = layer("a", 100_000)
+    await push_image(src, [big], tag="1")
     source.chunk_size = 100
-    source.faults.chunk_delay = 0.01
+    source.faults.chunk_delay = 0.01  # 1000 chunks: ten seconds unless cancelled
+    pulled = [0]
+
+    def count(event: object) -> None:
+        if isinstance(event, BytesTransferred):
+            pulled[0] += event.count
+
+    source.events = EventBus()
+    source.events.subscribe(count)
     task = asyncio.create_task(CopyEngine().copy(request(src, "1", (target.repository("app"), "1"))))
-    await asyncio.sleep(0.05)
+    # Cancel only once the big layer is really on its way (bytes of it read), not at a fixed time.
+    await until(lambda: pulled[0] > 1000 and target.calls["blob_put"] > 0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert pulled[0] < len(big)  # cancelled mid-transfer, not after it
     assert "app" not in target.tags
+    assert Digest.of(big) not in target.links.get("app", set())
     assert source.open_streams == 0
 
 

@@ -9,6 +9,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from copykit import until
 
 from mirrord.copy.recompress import RecompressionFailed, discard, recompress_layer
 from mirrord.oci import Descriptor, Digest
@@ -81,7 +82,8 @@ async def test_cancellation_removes_the_spool(tmp_path: Path) -> None:
     repo, layer = _source(_compressible(8 * MB))
     repo.registry.faults.chunk_delay = 0.01
     task = asyncio.create_task(recompress_layer(repo, layer, Digest.of(b"x"), "zstd", spool_dir=tmp_path))
-    await asyncio.sleep(0.05)
+    await until(lambda: bool(_files(tmp_path)))  # cancel once the spool exists, not at a fixed time
+    assert not task.done()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
