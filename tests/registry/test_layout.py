@@ -13,7 +13,6 @@ import os
 import sys
 import tarfile
 import threading
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,9 +282,8 @@ def test_abort_never_waits_for_a_write_in_flight(tmp_path: Path) -> None:
     thread = threading.Thread(target=writer.write, args=(slow_chunks(),))
     thread.start()
     assert inside.wait(10)
-    started = time.monotonic()
     writer.abort()  # on the event loop in real use: must return while the write holds the file
-    assert time.monotonic() - started < 2  # (blocking would wait out release.wait's 10 s)
+    assert thread.is_alive()  # returned while the write was still blocked inside it
     assert temp_files(tmp_path) == []
     release.set()
     thread.join(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from tests.testbed.registry import RegistryServer
 from tests.testbed.tools import skopeo_inspect_raw
 
 #: Big enough that a reset after a few KiB lands mid-body, small enough to keep tests fast.
+#: Seconds a listed tag may take to resolve (distribution writes its directory, then its link).
+TAG_SETTLE = 5.0
 LAYER_SIZE = 192 * 1024
 
 
@@ -117,12 +120,14 @@ async def incomplete_tags(host: str, repo: str) -> list[str]:
 async def _tag_complete(repository: Repository, tag: str) -> bool:
     """distribution creates a tag's directory (listed by tags/list) before it writes the tag's link,
     so a tag being created is listed for a moment while GET by tag still answers 404: it points at
-    nothing yet. Only that case is looked at again a moment later; a resolvable tag with any child
-    manifest or blob missing is incomplete at once."""
-    if await repository.manifest_head(tag) is None:
-        await asyncio.sleep(0.2)
-        if await repository.manifest_head(tag) is None:
+    nothing yet. Only that case is looked at again, until it resolves or ``TAG_SETTLE`` seconds
+    passed (generous: a loaded machine may take a while between the two writes); a resolvable tag
+    with any child manifest or blob missing is incomplete at once."""
+    deadline = time.monotonic() + TAG_SETTLE
+    while await repository.manifest_head(tag) is None:
+        if time.monotonic() > deadline:
             return False
+        await asyncio.sleep(0.05)
     return await _complete(repository, tag)
 
 

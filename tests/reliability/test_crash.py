@@ -71,7 +71,11 @@ async def test_kill_9_mid_sync_then_rerun_completes(
         tags_at_kill = poller.most_tags
         src.clear_faults()
         rerun = await run_cli("sync", "-c", str(plan), "--state-dir", str(tmp_path / "state"))
-        await asyncio.sleep(0.2)  # a last round or two after the rerun
+        # Two more full rounds: at least one of them began after the rerun ended.
+        after = poller.rounds
+        async with asyncio.timeout(60):
+            while poller.rounds < after + 2:  # noqa: ASYNC110 - a counter, no event to wait on
+                await asyncio.sleep(0.01)
         poller.stop()
         await polling
     assert 0 < tags_at_kill < len(images), "the kill must land mid-sync"

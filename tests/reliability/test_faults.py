@@ -94,15 +94,14 @@ async def test_slow_loris_source_is_aborted_within_the_stall_time(
             tmp_path / "plan.yaml", src.host, target.host, unique_repo, images,
             registry_extra={src.host: "stall_timeout: 1s"},
         )  # fmt: skip
-        started = time.monotonic()
+        # Each stall lasts 60 s: a sync that waited one out instead of aborting after the 1 s stall
+        # time would miss this 40 s deadline (a deadline for a broken run, not a timing bound).
         result = await run_cli("sync", "-c", str(plan), timeout=40)
-        seconds = time.monotonic() - started
         blob_gets = [r for r in src.requests if r[0] == "GET" and "/blobs/" in r[1]]
     assert result.code == 0, result.output
     assert stall.triggered == 2
     assert retries_logged(result.stderr).get("stall", 0) == 2, result.stderr
     assert [status for _, path, status in blob_gets if layer in path] == [200, 206, 206]
-    assert seconds < 15, f"two 1 s stalls took {seconds:.1f}s to detect"
     assert_identical(plain_registry, target, unique_repo, images)
 
 

@@ -5,7 +5,6 @@ requests out as the quota runs low, and the figures reach the metrics."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from prometheus_client import generate_latest
 from mirrord.core.events import EventBus, RateLimitObserved, RetryScheduled
 from mirrord.observe.metrics import Metrics
 from mirrord.oci import Reference
+from mirrord.registry.http.adaptive import QuotaPacer
 from mirrord.registry.hub import Registries
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 
@@ -99,18 +99,27 @@ async def test_low_quota_spaces_requests_and_reaches_the_gauge(stub: tuple[Throt
     metrics.subscribe(bus)
     seen: list[float] = []
     bus.subscribe(lambda e: seen.append(e.remaining) if isinstance(e, RateLimitObserved) else None)
+    # The pacer's clock and sleep are fakes: the pauses it imposes are read, not timed.
+    now = [1000.0]
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+        now[0] += delay
+
     async with _registries(host, bus) as registries:
+        registries.transport.limits_for(registries.settings_for(host)).pacer = QuotaPacer(
+            clock=lambda: now[0], sleep=sleep
+        )
         repo = registries.repository(Reference.parse(f"{host}/a/b", default_tag=None))
-        started = time.monotonic()
         for i in range(5):  # quota 24..20: ample, no pause
             await repo.manifest_head(f"t{i}")
-        ample = time.monotonic() - started
-        started = time.monotonic()
-        for i in range(4):  # quota 19..16 of a 2 s window: about 0.1 s apart
+        assert waits == []
+        for i in range(4):  # quota 19..16 of a 2 s window: window / remaining apart
             await repo.manifest_head(f"u{i}")
-        paced = time.monotonic() - started
     assert seen[:3] == [24, 23, 22]
-    assert ample < 0.5
-    assert paced >= 3 * 2 / 19 * 0.9  # three waits of window / remaining
+    # u0 is answered with 19 left; u1 takes the first paced turn at once; u2 waits 2/19 after it,
+    # u3 2/18 after u2 (the spacing each answer set).
+    assert waits == pytest.approx([2 / 19, 2 / 18])
     text = generate_latest(metrics.registry).decode()
     assert f'mirrord_ratelimit_remaining{{registry="{host}"}} 16.0' in text

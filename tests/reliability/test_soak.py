@@ -89,7 +89,11 @@ async def test_daemon_soak_memory_and_fds_stay_flat(
                 fds.append(_fds(pid))
                 await asyncio.sleep(0.5)
             pushed = await feeding
-            await asyncio.sleep(3)  # the last pushed tag gets its pass
+
+            async def mirrored() -> bool:  # the last pushed tags get their pass
+                return set(pushed) <= set(await tags_at(target.host, unique_repo))
+
+            await d.wait_for(mirrored, 60, "the last pushed tags at the target")
             status = await d.status()
             _, metrics = await d.get("/metrics")
             assert await d.stop() == 0
