@@ -1,1 +1,3 @@
-"""The bottom layer: the one exception root and the event bus. Imports nothing else of mirrord."""
+"""The bottom layer, imported by every other: the one exception root (``errors``), the event types
+and the bus that carries them to subscribers (``events``), and atomic file writes (``files``).
+Imports nothing else of mirrord."""
