@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -308,7 +309,7 @@ class BlobTransfers:
         one (so the source is read once per pass even for targets in different registries), else
         from the source. A failed read from such a copy is retried from the source at no cost.
         """
-        attempt, first = 1, True
+        tries, first = self.limits.blob_retry.tries(), True
         while sinks:
             reader, claim = await self._reader(source, blob.digest, first=first)
             try:
@@ -320,18 +321,19 @@ class BlobTransfers:
                 error = errors.get(sink.index)
                 if error is None:
                     self._done(sink, blob, "copied", report, entry)
-                elif reader is not source or (_retryable(error) and attempt < self.limits.blob_attempts):
+                elif reader is not source or (_retryable(error) and not tries.spent):
                     sink.upload = None  # a session is spent once data went into it
                     retry.append(sink)
                 else:
                     report.failures[sink.index] = error
             if retry and reader is source:
-                delay = self.limits.retry_backoff * 2 ** (attempt - 1)
-                for sink in retry:
-                    self.events.emit(RetryScheduled(sink.repository.registry_key, "blob", delay))
-                await asyncio.sleep(delay)
-                attempt += 1
+                hint = _retry_after(errors[s.index] for s in retry)
+                await tries.pause(functools.partial(self._retrying, retry), hint)
             sinks, first = retry, False
+
+    def _retrying(self, sinks: list[_Sink], delay: float) -> None:
+        for sink in sinks:
+            self.events.emit(RetryScheduled(sink.repository.registry_key, "blob", delay))
 
     async def _reader(
         self, source: Repository, digest: Digest, *, first: bool
@@ -539,3 +541,9 @@ async def _gather(coroutines: list[Coroutine[object, object, bool]]) -> list[boo
 
 def _retryable(error: BaseException) -> bool:
     return isinstance(error, RegistryError) and error.retryable
+
+
+def _retry_after(errors: Iterable[BaseException]) -> float | None:
+    """The longest wait a registry asked for among ``errors``, None when none asked."""
+    hints = [e.retry_after for e in errors if isinstance(e, RegistryError) and e.retry_after is not None]
+    return max(hints, default=None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirrord.registry.http.retry import RetryPolicy
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -16,7 +18,8 @@ class Limits:
       a time and tees it into every target that needs it.
     - ``blob_attempts``: tries per blob transfer when the failure is retryable (>= 1).
     - ``manifest_requests``: manifest GETs and PUTs in flight (engine-wide).
-    - ``retry_backoff``: seconds before the second attempt; doubled for each further attempt.
+    - ``retry_backoff``: the longest wait before the second attempt; doubled for each further
+      attempt. The wait itself is drawn with full jitter below that ceiling (:attr:`blob_retry`).
     - ``tee_queue``: chunks buffered per target while teeing, so memory stays bounded and the slowest
       target sets the pace.
 
@@ -37,3 +40,8 @@ class Limits:
                 raise ValueError(f"limits.{name} must be at least 1")
         if self.retry_backoff < 0:
             raise ValueError("limits.retry_backoff must not be negative")
+
+    @property
+    def blob_retry(self) -> RetryPolicy:
+        """The retry policy of blob transfers: ``blob_attempts`` tries, ``retry_backoff`` base."""
+        return RetryPolicy(attempts=self.blob_attempts, base=self.retry_backoff)

@@ -1,10 +1,11 @@
 """Errors of the registry layer. One tree; HTTP statuses and registry error codes are mapped to it
 in exactly one function (:func:`mirrord.registry.http.client.error_from_response`).
 
-    RegistryError                 base: carries the registry, repository, reference and status
+    RegistryError                 base: carries the registry, repository, reference, status and
+                                  the server's ``retry_after`` hint (429, 503) when one was sent
     ├── AuthError                 401 / 403, UNAUTHORIZED, DENIED, or no usable credentials
     ├── NotFound                  404, MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN
-    ├── RateLimited               429 TOOMANYREQUESTS (``retry_after`` seconds when sent)
+    ├── RateLimited               429 TOOMANYREQUESTS
     ├── ServerError               5xx
     ├── RequestRejected           any other 4xx (MANIFEST_INVALID, DIGEST_INVALID, SIZE_INVALID, ...)
     ├── TransportError            connection refused/reset, TLS failure, timeout, stalled transfer
@@ -22,7 +23,9 @@ from mirrord.core.errors import MirrordError
 class RegistryError(MirrordError):
     """A registry (or OCI layout) operation failed.
 
-    ``retryable`` tells callers whether repeating the same operation may succeed.
+    ``retryable`` tells callers whether repeating the same operation may succeed;
+    ``retry_after`` is how many seconds the server asked us to wait first (its ``Retry-After``),
+    None when it did not say. Retry loops read it here, whatever the subclass.
     """
 
     retryable = False
@@ -36,8 +39,10 @@ class RegistryError(MirrordError):
         reference: str | None = None,
         status: int | None = None,
         code: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
+        self.retry_after = retry_after
         self.registry = registry
         self.repository = repository
         self.reference = reference
@@ -54,17 +59,15 @@ class NotFound(RegistryError):
 
 
 class RateLimited(RegistryError):
-    """429 Too Many Requests; ``retry_after`` is the server's hint in seconds, if any."""
+    """429 Too Many Requests (``retry_after`` when the server sent a hint)."""
 
     retryable = True
-    retry_after: float | None = None
 
 
 class ServerError(RegistryError):
-    """5xx from the registry; ``retry_after`` is the server's hint in seconds (503), if any."""
+    """5xx from the registry (``retry_after`` when the server sent a hint, as with 503)."""
 
     retryable = True
-    retry_after: float | None = None
 
 
 class RequestRejected(RegistryError):

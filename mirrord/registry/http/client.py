@@ -113,10 +113,11 @@ def error_from_response(
     if message:
         text += f": {message[:300]}"
     cls = _error_class(status, code)
-    error = cls(text, registry=registry, repository=repository, reference=reference, status=status, code=code)
-    if isinstance(error, RateLimited | ServerError):
-        error.retry_after = parse_retry_after(headers.get("Retry-After"))
-    return error
+    retry_after = parse_retry_after(headers.get("Retry-After")) if cls in (RateLimited, ServerError) else None
+    return cls(
+        text, registry=registry, repository=repository, reference=reference, status=status, code=code,
+        retry_after=retry_after,
+    )  # fmt: skip
 
 
 async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -268,17 +269,10 @@ class RegistryClient:
 
     async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run ``attempt`` until it succeeds, fails for good, or the policy's attempts run out."""
-        number = 0
-        while True:
-            number += 1
-            try:
-                return await attempt()
-            except RegistryError as error:
-                if not error.retryable or number >= self.retry.attempts:
-                    raise
-                delay = self.retry.delay(number, getattr(error, "retry_after", None))
-                self.emit_retry(_retry_reason(error), delay)
-            await asyncio.sleep(delay)
+        return await self.retry.run(attempt, self._report_retry)
+
+    def _report_retry(self, error: RegistryError, delay: float) -> None:
+        self.emit_retry(_retry_reason(error), delay)
 
     async def fetch(
         self,

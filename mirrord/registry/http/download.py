@@ -8,7 +8,6 @@ resumes the same way (retry reason ``stall``).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
@@ -60,7 +59,7 @@ class BlobDownload:
         self._hasher: DigestHasher | None = digest.hasher() if offset == 0 and digest.verifiable else None
         self._stack: contextlib.AsyncExitStack | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._resumes = 0
+        self._tries = repo.client.retry.tries(repo.client.retry.resume_attempts + 1)
         self._done = False
 
     async def open(self) -> None:
@@ -145,18 +144,15 @@ class BlobDownload:
         )  # fmt: skip
 
     async def _resume(self, cause: BaseException | None) -> None:
-        self._resumes += 1
-        policy = self.repo.client.retry
-        if self._resumes > policy.resume_attempts:
+        if self._tries.spent:
             reason = describe_network_error(cause) if cause else "connection closed early"
             raise TransportError(
                 f"{self.repo}: blob {self.digest}: {reason} at byte {self._position}, gave up resuming",
                 registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
             ) from cause  # fmt: skip
-        delay = policy.backoff(self._resumes)
         # A read timeout here means no byte arrived for the stall time (sock_read).
-        self.repo.client.emit_retry("stall" if isinstance(cause, TimeoutError) else "reset", delay)
+        reason = "stall" if isinstance(cause, TimeoutError) else "reset"
         log.debug("resuming %s of %s at byte %d", self.digest, self.repo, self._position)
         await self.close()
-        await asyncio.sleep(delay)
+        await self._tries.pause(lambda delay: self.repo.client.emit_retry(reason, delay))
         await self.open()

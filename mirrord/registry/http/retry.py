@@ -1,16 +1,31 @@
-"""When to retry a registry request and how long to wait: pure functions, no I/O.
+"""When to retry and how long to wait: the one retry policy of mirrord, and its one loop.
 
 Exponential backoff with full jitter (the AWS architecture blog's variant: a uniform delay between
 0 and ``min(cap, base * 2**attempt)``), spreading retries of many clients; a server's
 ``Retry-After`` wins when present, capped so a hostile value cannot park a worker for hours.
+
+Every retry in mirrord goes through :class:`RetryPolicy`: whole requests
+(:meth:`RetryPolicy.run`, used by the HTTP client), and the loops that must do something between
+tries (resuming a download, settling a PATCH part, restarting a blob in the copy engine) count
+their tries and wait with a :class:`Tries`. The header parsers below are pure functions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from mirrord.registry.errors import RegistryError
+
+T = TypeVar("T")
+#: How a loop waits (``asyncio.sleep``; tests pass a fake).
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +54,57 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(0.0, retry_after), self.retry_after_cap)
         return self.backoff(attempt, rng)
+
+    def tries(self, limit: int | None = None, *, sleep: Sleep = asyncio.sleep) -> Tries:
+        """A fresh count of tries, at most ``limit`` (default ``attempts``) including the first."""
+        return Tries(self, self.attempts if limit is None else limit, sleep)
+
+    async def run(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        report: Callable[[RegistryError, float], None],
+        *,
+        limit: int | None = None,
+    ) -> T:
+        """Await ``attempt()`` until it returns, raises anything but a retryable
+        :class:`RegistryError`, or ``limit`` tries are spent (then the last error is raised).
+        ``report(error, delay)`` is called before each wait (metrics and logs see every retry)."""
+        tries = self.tries(limit)
+        while True:
+            try:
+                return await attempt()
+            except RegistryError as error:
+                if not error.retryable or tries.spent:
+                    raise
+                failed = error
+            await tries.pause(functools.partial(report, failed), failed.retry_after)
+
+
+class Tries:
+    """The tries of one operation under a :class:`RetryPolicy`: counts them and waits between them.
+
+    ``number`` is the try under way (1 = the first); :attr:`spent` is True once it is the last
+    allowed; :meth:`pause` waits the policy's delay before the next one.
+    """
+
+    def __init__(self, policy: RetryPolicy, limit: int, sleep: Sleep = asyncio.sleep) -> None:
+        self.policy = policy
+        self.limit = limit
+        self.number = 1
+        self._sleep = sleep
+
+    @property
+    def spent(self) -> bool:
+        """True when no further try is allowed."""
+        return self.number >= self.limit
+
+    async def pause(self, report: Callable[[float], None], retry_after: float | None = None) -> None:
+        """Wait before the next try: the server's ``retry_after`` hint (capped) or a jittered
+        backoff; ``report(delay)`` is called first."""
+        delay = self.policy.delay(self.number, retry_after)
+        report(delay)
+        self.number += 1
+        await self._sleep(delay)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

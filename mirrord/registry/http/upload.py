@@ -268,23 +268,20 @@ async def _patch(repo: HTTPRepository, location: str, part: bytes, start: int, d
     retryable failure (the part is in memory); returns the next Location. Bounded by the retry
     policy's ``upload_attempts`` per part; past that, or when the registry's offset fits neither
     "before" nor "after" this part, the error goes up and the caller restarts the blob."""
-    policy = repo.client.retry
-    attempt = 0
+    tries = repo.client.retry.tries(repo.client.retry.upload_attempts)
     while True:
-        attempt += 1
         try:
             return await _patch_once(repo, location, part, start, digest)
         except RegistryError as error:
-            if not error.retryable or attempt >= policy.upload_attempts:
+            if not error.retryable or tries.spent:
                 raise
             offset, location = await _resume_point(repo, location, error)
             if offset == start + len(part):
                 return location  # the part arrived; only its answer was lost
             if offset != start:
                 raise
-            delay = policy.delay(attempt, getattr(error, "retry_after", None))
-            repo.client.emit_retry("upload", delay)
-            await asyncio.sleep(delay)
+            failed = error
+        await tries.pause(lambda delay: repo.client.emit_retry("upload", delay), failed.retry_after)
 
 
 async def _patch_once(repo: HTTPRepository, location: str, part: bytes, start: int, digest: Digest) -> str:
