@@ -34,13 +34,12 @@ from mirrord.registry.errors import (
     RegistryError,
     RequestRejected,
     ServerError,
-    TransportError,
 )
 from mirrord.registry.http.auth import Authenticator, CredentialSource, parse_www_authenticate
 from mirrord.registry.http.credentials import Credentials, resolve_credentials
 from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.http.retry import RetryPolicy, parse_retry_after
-from mirrord.registry.http.transport import NETWORK_ERRORS, Transport, describe_network_error
+from mirrord.registry.http.transport import NETWORK_ERRORS, Transport, network_errors_as_transport
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 
 T = TypeVar("T")
@@ -242,11 +241,8 @@ class RegistryClient:
         async with self.transport.send(
             self.settings, "GET", url, headers=headers, tls=self._tls_for(url)
         ) as resp:
-            try:
+            with network_errors_as_transport(f"{self.host}: token endpoint", registry=self.host):
                 body = await read_bounded(resp, MAX_TOKEN_BODY)
-            except NETWORK_ERRORS as exc:
-                text = f"{self.host}: token endpoint: {describe_network_error(exc)}"
-                raise TransportError(text, registry=self.host) from exc
             if resp.status == 200:
                 return body
             error = error_from_response(
@@ -315,10 +311,8 @@ class RegistryClient:
         too_large = f"{self.host}/{context['repository']}: response larger than {limit} bytes"
         if response.content_length is not None and response.content_length > limit:
             raise ProtocolError(too_large, **where)
-        try:
+        with network_errors_as_transport(self.host, **where):
             body = await read_bounded(response, limit + 1)
-        except NETWORK_ERRORS as exc:
-            raise TransportError(f"{self.host}: {describe_network_error(exc)}", **where) from exc
         if len(body) > limit:
             raise ProtocolError(too_large, **where)
         return body

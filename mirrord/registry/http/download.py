@@ -19,7 +19,7 @@ import aiohttp
 from mirrord.core.events import BytesTransferred
 from mirrord.oci import Digest, DigestHasher
 from mirrord.registry.errors import DigestMismatch, TransportError
-from mirrord.registry.http.transport import NETWORK_ERRORS, describe_network_error
+from mirrord.registry.http.transport import NETWORK_ERRORS, network_error
 
 if TYPE_CHECKING:
     from mirrord.registry.http.repository import HTTPRepository
@@ -145,9 +145,9 @@ class BlobDownload:
 
     async def _resume(self, cause: BaseException | None) -> None:
         if self._tries.spent:
-            reason = describe_network_error(cause) if cause else "connection closed early"
-            raise TransportError(
-                f"{self.repo}: blob {self.digest}: {reason} at byte {self._position}, gave up resuming",
+            detail = f"at byte {self._position}, gave up resuming"
+            raise network_error(
+                cause, f"{self.repo}: blob {self.digest}", detail=detail,
                 registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
             ) from cause  # fmt: skip
         # A read timeout here means no byte arrived for the stall time (sock_read).

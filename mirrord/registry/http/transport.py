@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -41,6 +41,40 @@ READ_BUFFER = 1024 * 1024
 
 #: aiohttp exceptions that mean "the network failed", as opposed to a programming error.
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def network_error(
+    exc: BaseException | None,
+    place: str,
+    *,
+    detail: str = "",
+    registry: str | None = None,
+    repository: str | None = None,
+    reference: str | None = None,
+) -> TransportError:
+    """The one mapping of a network failure to the error tree: a (retryable) TransportError
+    ``"<place>: <what failed>[ <detail>]"``, chained to ``exc``. ``exc`` None means the connection
+    ended cleanly before the body did. Messages never carry a header, URL query or secret."""
+    what = describe_network_error(exc) if exc is not None else "connection closed early"
+    error = TransportError(
+        f"{place}: {what}{' ' + detail if detail else ''}",
+        registry=registry, repository=repository, reference=reference,
+    )  # fmt: skip
+    error.__cause__ = exc
+    return error
+
+
+@contextlib.contextmanager
+def network_errors_as_transport(
+    place: str, *, registry: str | None = None, repository: str | None = None, reference: str | None = None
+) -> Iterator[None]:
+    """Raise :func:`network_error` for a network failure inside the block (other errors pass)."""
+    try:
+        yield
+    except NETWORK_ERRORS as exc:
+        raise network_error(
+            exc, place, registry=registry, repository=repository, reference=reference
+        ) from exc
 
 
 def describe_network_error(exc: BaseException) -> str:
@@ -267,9 +301,7 @@ class Transport:
             )
         except NETWORK_ERRORS as exc:
             self.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
-            raise TransportError(
-                f"{method} {settings.host}: {describe_network_error(exc)}", registry=settings.host
-            ) from exc
+            raise network_error(exc, f"{method} {settings.host}", registry=settings.host) from exc
         self.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
         remaining = parse_ratelimit_remaining(response.headers.get("ratelimit-remaining"))
         if remaining is not None:
