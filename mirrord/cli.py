@@ -18,6 +18,7 @@ from typing import Any
 
 from mirrord import __version__
 from mirrord.core.events import EventBus
+from mirrord.core.files import write_file_atomic
 from mirrord.observe.logs import LogFormat, default_format, event_logger, setup_logging
 
 log = logging.getLogger("mirrord")
@@ -197,9 +198,7 @@ def _write_report(path: str, reports: Sequence[Any]) -> None:
         ],
         "images": [i.to_json() for r in reports for i in r.images],
     }
-    tmp = Path(path + ".tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    tmp.replace(path)
+    write_file_atomic(Path(path), (json.dumps(body, indent=2) + "\n").encode())
 
 
 def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:

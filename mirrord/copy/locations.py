@@ -7,14 +7,12 @@ mount falls back to an upload and the entry is forgotten.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mirrord.core.files import write_file_atomic
 from mirrord.oci import Digest
 
 log = logging.getLogger(__name__)
@@ -91,17 +89,7 @@ class LocationCache:
         if self.state_file is None:
             return
         text = json.dumps(self._encode(), separators=(",", ":"), sort_keys=True)
-        directory = self.state_file.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.state_file.name}.", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_file_atomic(self.state_file, text.encode("utf-8"))
 
     def _encode(self) -> dict[str, Any]:
         registries: dict[str, dict[str, list[str]]] = {}

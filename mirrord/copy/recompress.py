@@ -35,6 +35,7 @@ from typing import Any, Literal
 import zstandard
 
 from mirrord.copy.errors import CopyError
+from mirrord.core.files import write_file_atomic
 from mirrord.oci import Descriptor, Digest
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import RegistryError
@@ -335,10 +336,7 @@ class ConversionMap:
             return
         entries = {k: {"digest": str(v.digest), "size": v.size} for k, v in self._entries.items()}
         text = json.dumps({"version": _FORMAT_VERSION, "entries": entries}, separators=(",", ":"))
-        fd, tmp = tempfile.mkstemp(prefix=".conversions-", dir=self.state_file.parent)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, self.state_file)
+        write_file_atomic(self.state_file, text.encode("utf-8"))
 
 
 async def spool_upload(target: Repository, done: Recompressed) -> None:

@@ -89,6 +89,8 @@ class AtomicWriter:
 
 
 def write_file_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably (its directory is created if needed):
+    readers see the old content or the new, never a part; on failure the old file stays."""
     writer = AtomicWriter.create(path)
     try:
         writer.write([data])
@@ -99,6 +101,7 @@ def write_file_atomic(path: Path, data: bytes) -> None:
 
 
 def fsync_directory(path: Path) -> None:
+    """fsync the directory ``path``, so a rename inside it survives a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
