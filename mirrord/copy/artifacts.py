@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mirrord.copy.errors import log_unexpected
 from mirrord.copy.planner import ImagePlan
 from mirrord.copy.request import CopyRequest, CopyResult, DroppedSignature, Target
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, parse_manifest
@@ -111,6 +112,7 @@ class Artifacts:
             try:
                 cosign, index = await self._find(source, subject)
             except Exception as exc:
+                log_unexpected(log, exc, f"artifacts of {subject}", entry=entry, source=str(source))
                 report.failures.append(f"artifacts of {subject}: {type(exc).__name__}: {exc}")
                 continue
             for found in cosign:
@@ -237,7 +239,9 @@ class Artifacts:
                 try:
                     await self._fallback(target.repository, subject, index, copied)
                 except Exception as exc:
-                    report.failures.append(f"referrers index of {subject} at {target.repository}: {exc}")
+                    where = f"referrers index of {subject} at {target.repository}"
+                    log_unexpected(log, exc, where, entry=entry)
+                    report.failures.append(f"{where}: {exc}")
 
     async def _fallback(
         self, repository: Repository, subject: Digest, source_index: ImageIndex, copied: list[Descriptor]

@@ -42,7 +42,7 @@ from mirrord.copy.convert import (
     placeholder_layers,
     transform_plan,
 )
-from mirrord.copy.errors import CopyError, ManifestTooDeep
+from mirrord.copy.errors import ManifestTooDeep, first_leaf, log_unexpected
 from mirrord.copy.freshness import check_targets, display
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
@@ -59,7 +59,7 @@ from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
 from mirrord.core.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
 from mirrord.registry.base import Repository
-from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError
+from mirrord.registry.errors import DigestMismatch, ProtocolError
 
 __all__ = ["DEFAULT_LIMITS", "CopyEngine", "CopyRequest", "CopyResult", "LocationCache", "Target"]
 
@@ -236,6 +236,7 @@ class CopyEngine:
         try:
             outcome = await self._copy_image(image)
         except Exception as exc:
+            log_unexpected(log, exc, "artifact copy", entry=request.entry, image=image.display)
             return image.result("failed", describe(exc))
         return image.result("failed", "; ".join(image.errors)) if image.errors else image.result(outcome)
 
@@ -324,9 +325,7 @@ class CopyEngine:
     def _failed(self, image: _Image, error: str, exc: BaseException | None = None) -> CopyResult:
         request = image.request
         fields = {"entry": request.entry, "image": image.display, "error": error}
-        if exc is not None and not isinstance(_leaf(exc), RegistryError | OCIError | CopyError):
-            log.error("image failed unexpectedly", exc_info=exc, extra={"fields": fields})
-        else:
+        if exc is None or not log_unexpected(log, exc, "image", **fields):
             # ImageFailed below carries the same context to the event logger; no second warning.
             log.debug("image failed", extra={"fields": fields})
         self.events.emit(ImageFailed(request.entry, image.display, error))
@@ -405,7 +404,9 @@ class CopyEngine:
             self._blobs.release()
         image.bytes += report.pulled
         for index, error in report.failures.items():
-            image.fail(stale[index], f"blob {blob.digest} to {repositories[index]}: {describe(error)}")
+            where = f"blob {blob.digest} to {repositories[index]}"
+            log_unexpected(log, error, where, entry=image.request.entry, image=image.display)
+            image.fail(stale[index], f"{where}: {describe(error)}")
 
     async def _recompress(
         self, image: _Image, plan: ImagePlan, plans: dict[int, ImagePlan]
@@ -420,7 +421,9 @@ class CopyEngine:
         done = await self.recoder.apply(request.source, plan, work, slots=self._blobs, entry=request.entry)
         image.bytes += done.pulled
         for i, error in done.failures.items():
-            image.fail(i, f"recompression for {request.targets[i].repository}: {describe(error)}")
+            where = f"recompression for {request.targets[i].repository}"
+            log_unexpected(log, error, where, entry=request.entry, image=image.display)
+            image.fail(i, f"{where}: {describe(error)}")
         return {**plans, **done.plans}
 
     # -- manifests -----------------------------------------------------------------------------------
@@ -462,7 +465,9 @@ class CopyEngine:
             root_reference = target.tag if target.tag is not None else str(plan.root.digest)
             await self._put(image, target.repository, root_reference, plan.root)
         except Exception as exc:
-            image.fail(index, f"manifests to {target.repository}: {describe(exc)}")
+            where = f"manifests to {target.repository}"
+            log_unexpected(log, exc, where, entry=image.request.entry, image=image.display)
+            image.fail(index, f"{where}: {describe(exc)}")
             return
         image.target_digests[str(target.repository)] = plan.root.digest
 
@@ -518,14 +523,8 @@ class CopyEngine:
 
 def describe(error: BaseException) -> str:
     """``Type: message`` of the error that matters (the first leaf of an exception group)."""
-    leaf = _leaf(error)
+    leaf = first_leaf(error)
     return f"{type(leaf).__name__}: {leaf}"
-
-
-def _leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
 
 
 def _filter(request: CopyRequest) -> tuple[Platform, ...] | None:

@@ -1,7 +1,9 @@
 """Errors of the pure OCI model.
 
-Every error raised by ``mirrord.oci`` derives from :class:`OCIError` (itself a ``ValueError``), so
-callers that parse untrusted input (references, manifests, plans) can catch one type.
+Every error raised by ``mirrord.oci`` derives from :class:`OCIError` (a
+:class:`~mirrord.core.errors.MirrordError`, and a ``ValueError`` for callers that parse untrusted
+input), so callers that parse references, manifests or plans can catch one type, and mirrord's
+errors have one root.
 
     OCIError
     ├── InvalidDigest        a digest string that is not ``algorithm:hex`` of a known algorithm
@@ -11,8 +13,10 @@ callers that parse untrusted input (references, manifests, plans) can catch one 
         └── UnsupportedManifest   recognised but not supported (Docker schema1)
 """
 
+from mirrord.core.errors import MirrordError
 
-class OCIError(ValueError):
+
+class OCIError(MirrordError, ValueError):
     """Base of every error raised by the pure model."""
 
 
