@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -25,7 +24,7 @@ import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from mirrord.core.events import RetryScheduled
+from mirrord.core.events import Event, RetryScheduled
 from mirrord.registry.errors import (
     AuthError,
     NotFound,
@@ -39,6 +38,7 @@ from mirrord.registry.http.auth import Authenticator, CredentialSource, parse_ww
 from mirrord.registry.http.credentials import Credentials, resolve_credentials
 from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.http.retry import RetryPolicy, parse_retry_after
+from mirrord.registry.http.session import MAX_ERROR_BODY, Fetched
 from mirrord.registry.http.transport import NETWORK_ERRORS, Transport, network_errors_as_transport
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 
@@ -46,8 +46,6 @@ T = TypeVar("T")
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
-#: How much of an error body we read (error JSON is small; a misbehaving proxy's page is not).
-MAX_ERROR_BODY = 64 * 1024
 #: Token endpoint answers are small JSON (a JWT of a few KiB).
 MAX_TOKEN_BODY = 1024 * 1024
 
@@ -130,16 +128,6 @@ async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return bytes(data)
 
 
-@dataclass(frozen=True, slots=True)
-class Fetched:
-    """A whole (small) response: status, headers and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    links: tuple[str, ...] = ()
-
-
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
@@ -154,7 +142,8 @@ def _retry_reason(error: RegistryError) -> str:
 
 
 class RegistryClient:
-    """The HTTP client of one registry (``settings.host``), sharing the process' transport.
+    """The HTTP client of one registry (``settings.host``), sharing the process' transport; the
+    :class:`~mirrord.registry.http.session.HTTPSession` its repositories and blob streams use.
 
     ``api_host`` is where HTTP goes when it differs from the settings key (``docker.io`` ->
     ``registry-1.docker.io``). ``credentials`` overrides credential resolution (tests).
@@ -196,6 +185,15 @@ class RegistryClient:
         if target.startswith("/v2/"):  # the paths we build ourselves: skip urljoin's parsing
             return self.base_url + target
         return urljoin(self.base_url + "/", target)
+
+    @property
+    def read_timeout(self) -> float | None:
+        """The transport's read timeout (seconds without a byte), None when unbounded."""
+        return self.transport.timeout.sock_read
+
+    def emit(self, event: Event) -> None:
+        """Send ``event`` to the transport's event bus, if there is one."""
+        self.transport.emit(event)
 
     def emit_retry(self, reason: str, delay: float) -> None:
         """Report a retry (also used by blob streams resuming a download)."""

@@ -12,17 +12,14 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
 import aiohttp
 
 from mirrord.core.events import BytesTransferred
 from mirrord.oci import Digest, DigestHasher
 from mirrord.registry.errors import DigestMismatch, TransportError
+from mirrord.registry.http.session import HTTPSession, RepositoryAddress
 from mirrord.registry.http.transport import NETWORK_ERRORS, network_error
-
-if TYPE_CHECKING:
-    from mirrord.registry.http.repository import HTTPRepository
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +28,12 @@ _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 @contextlib.asynccontextmanager
-async def open_blob(repo: HTTPRepository, digest: Digest, offset: int) -> AsyncIterator[BlobDownload]:
-    """GET the blob (redirects followed; Authorization only to the registry) from ``offset``."""
-    stream = BlobDownload(repo, digest, offset)
+async def open_blob(
+    http: HTTPSession, address: RepositoryAddress, digest: Digest, offset: int
+) -> AsyncIterator[BlobDownload]:
+    """GET the blob of ``address`` through ``http`` (redirects followed; Authorization only to the
+    registry) from ``offset``."""
+    stream = BlobDownload(http, address, digest, offset)
     try:
         await stream.open()
         yield stream
@@ -51,15 +51,16 @@ class BlobDownload:
     #: Declares the end-of-stream verification, so readers need not hash the bytes a second time.
     verifies_digest = True
 
-    def __init__(self, repo: HTTPRepository, digest: Digest, offset: int) -> None:
-        self.repo = repo
+    def __init__(self, http: HTTPSession, address: RepositoryAddress, digest: Digest, offset: int) -> None:
+        self.http = http
+        self.address = address
         self.digest = digest
         self.size: int | None = None
         self._position = offset
         self._hasher: DigestHasher | None = digest.hasher() if offset == 0 and digest.verifiable else None
         self._stack: contextlib.AsyncExitStack | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._tries = repo.client.retry.tries(repo.client.retry.resume_attempts + 1)
+        self._tries = http.retry.tries(http.retry.resume_attempts + 1)
         self._done = False
 
     async def open(self) -> None:
@@ -68,10 +69,10 @@ class BlobDownload:
         headers = {"Range": f"bytes={self._position}-"} if self._position else {}
         try:
             response = await stack.enter_async_context(
-                self.repo.client.request(
-                    "GET", self.repo.path("blobs", str(self.digest)), scopes=self.repo.pull_scopes,
+                self.http.request(
+                    "GET", self.address.path("blobs", str(self.digest)), scopes=self.address.pull_scopes,
                     headers=headers, ok=(200, 206), stream=True,
-                    repository=self.repo.name, reference=str(self.digest),
+                    repository=self.address.name, reference=str(self.digest),
                 )
             )  # fmt: skip
             self._check_range(response)
@@ -87,9 +88,10 @@ class BlobDownload:
             return
         match = _CONTENT_RANGE_RE.match(response.headers.get("Content-Range", ""))
         if response.status != 206 or match is None or int(match.group(1)) != self._position:
+            where = f"{self.address}: blob {self.digest}"
             raise TransportError(
-                f"{self.repo}: blob {self.digest}: registry did not honour Range from byte {self._position}",
-                registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
+                f"{where}: registry did not honour Range from byte {self._position}",
+                registry=self.address.registry, repository=self.address.name, reference=str(self.digest),
             )  # fmt: skip
         if match.group(3) != "*":
             self.size = int(match.group(3))
@@ -126,7 +128,7 @@ class BlobDownload:
             self._hasher.update(chunk)
         if self.size is not None and self._position > self.size:
             raise self._mismatch(f"is longer than its announced {self.size} bytes")
-        self.repo.client.transport.emit(BytesTransferred(self.repo.registry_key, "pulled", len(chunk)))
+        self.http.emit(BytesTransferred(self.address.registry, "pulled", len(chunk)))
         return chunk
 
     def _verify(self) -> None:
@@ -139,20 +141,20 @@ class BlobDownload:
 
     def _mismatch(self, what: str) -> DigestMismatch:
         return DigestMismatch(
-            f"{self.repo}: blob {self.digest} {what}",
-            registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
+            f"{self.address}: blob {self.digest} {what}",
+            registry=self.address.registry, repository=self.address.name, reference=str(self.digest),
         )  # fmt: skip
 
     async def _resume(self, cause: BaseException | None) -> None:
         if self._tries.spent:
             detail = f"at byte {self._position}, gave up resuming"
             raise network_error(
-                cause, f"{self.repo}: blob {self.digest}", detail=detail,
-                registry=self.repo.registry_key, repository=self.repo.name, reference=str(self.digest),
+                cause, f"{self.address}: blob {self.digest}", detail=detail,
+                registry=self.address.registry, repository=self.address.name, reference=str(self.digest),
             ) from cause  # fmt: skip
         # A read timeout here means no byte arrived for the stall time (sock_read).
         reason = "stall" if isinstance(cause, TimeoutError) else "reset"
-        log.debug("resuming %s of %s at byte %d", self.digest, self.repo, self._position)
+        log.debug("resuming %s of %s at byte %d", self.digest, self.address, self._position)
         await self.close()
-        await self._tries.pause(lambda delay: self.repo.client.emit_retry(reason, delay))
+        await self._tries.pause(lambda delay: self.http.emit_retry(reason, delay))
         await self.open()

@@ -11,7 +11,6 @@ import logging
 import re
 from collections.abc import AsyncIterable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, parse_manifest
@@ -21,10 +20,8 @@ from mirrord.registry.base import BlobStream, MountResult, UploadSession
 from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, ProtocolError
 from mirrord.registry.http.auth import repository_scope
 from mirrord.registry.http.download import open_blob
+from mirrord.registry.http.session import HTTPSession, RepositoryAddress
 from mirrord.registry.http.upload import put_blob, session_from
-
-if TYPE_CHECKING:
-    from mirrord.registry.http.client import RegistryClient
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +66,13 @@ def _digest_header(text: str | None) -> Digest | None:
 
 
 class HTTPRepository:
-    """``registry/name`` over the distribution API. Build it with ``RegistryClient.repository``."""
+    """``registry/name`` over the distribution API. Build it with ``RegistryClient.repository``;
+    it needs only the :class:`~mirrord.registry.http.session.HTTPSession` of its registry."""
 
-    def __init__(self, client: RegistryClient, name: str) -> None:
+    def __init__(self, client: HTTPSession, name: str) -> None:
         self.client = client
         self._name = name
+        self.address = RepositoryAddress(client.host, name)
 
     @property
     def registry_key(self) -> str:
@@ -95,27 +94,27 @@ class HTTPRepository:
 
     def path(self, kind: str, reference: str = "") -> str:
         """``/v2/<name>/<kind>/<reference>`` (reference URL-quoted)."""
-        return f"/v2/{self._name}/{kind}/{quote(reference, safe=':')}"
+        return self.address.path(kind, reference)
 
     @property
     def uploads_path(self) -> str:
         """``/v2/<name>/blobs/uploads/``, where uploads start."""
-        return f"/v2/{self._name}/blobs/uploads/"
+        return self.address.uploads_path
 
     @property
     def pull_scopes(self) -> tuple[str]:
         """Token scopes for reading."""
-        return (repository_scope(self._name, "pull"),)
+        return self.address.pull_scopes
 
     @property
     def push_scopes(self) -> tuple[str]:
         """Token scopes for writing (uploads, manifest pushes)."""
-        return (repository_scope(self._name, "pull", "push"),)
+        return self.address.push_scopes
 
     @property
     def delete_scopes(self) -> tuple[str]:
         """Token scopes for deleting (distribution asks for the ``delete`` action)."""
-        return (repository_scope(self._name, "delete"),)
+        return self.address.delete_scopes
 
     # -- manifests --------------------------------------------------------------------------------
 
@@ -202,7 +201,7 @@ class HTTPRepository:
 
     def blob_open(self, digest: Digest, *, offset: int = 0) -> AbstractAsyncContextManager[BlobStream]:
         """Open the blob for streaming (see :func:`mirrord.registry.http.download.open_blob`)."""
-        return open_blob(self, digest, offset)
+        return open_blob(self.client, self.address, digest, offset)
 
     async def blob_mount(self, digest: Digest, from_repository: str) -> MountResult:
         """POST ``?mount=&from=``: 201 -> mounted; 202 -> the upload session it started.
@@ -222,7 +221,7 @@ class HTTPRepository:
             return MountResult(False)
         if fetched.status == 201:
             return MountResult(True)
-        return MountResult(False, session_from(self, fetched))
+        return MountResult(False, session_from(self.client, self.address, fetched))
 
     async def blob_put(
         self,
@@ -233,7 +232,7 @@ class HTTPRepository:
         upload: UploadSession | None = None,
     ) -> None:
         """Upload a blob (see :func:`mirrord.registry.http.upload.put_blob`)."""
-        await put_blob(self, digest, size, chunks, upload)
+        await put_blob(self.client, self.address, digest, size, chunks, upload)
 
     # -- tags and referrers -----------------------------------------------------------------------
 

@@ -16,18 +16,14 @@ import logging
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirrord.core.events import BytesTransferred
 from mirrord.oci import Digest
 from mirrord.registry.base import UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError, TransportError
+from mirrord.registry.http.session import Fetched, HTTPSession, RepositoryAddress
 from mirrord.registry.http.transport import DEFAULT_READ_TIMEOUT
-
-if TYPE_CHECKING:
-    from mirrord.registry.http.client import Fetched
-    from mirrord.registry.http.repository import HTTPRepository
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +42,13 @@ class HTTPUploadSession:
     min_chunk: int | None = None
 
 
-def session_from(repo: HTTPRepository, fetched: Fetched) -> HTTPUploadSession:
+def session_from(http: HTTPSession, address: RepositoryAddress, fetched: Fetched) -> HTTPUploadSession:
     """The upload session a 202 (POST uploads/ or a refused mount) announced."""
     location = fetched.headers.get("Location")
     if not location:
-        raise ProtocolError(f"{repo}: upload started without a Location", registry=repo.registry_key)
+        raise ProtocolError(f"{address}: upload started without a Location", registry=address.registry)
     minimum = fetched.headers.get("OCI-Chunk-Min-Length", "")
-    return HTTPUploadSession(
-        repo.client.url(location), repo.name, int(minimum) if minimum.isdigit() else None
-    )
+    return HTTPUploadSession(http.url(location), address.name, int(minimum) if minimum.isdigit() else None)
 
 
 class StallGuard:
@@ -82,7 +76,7 @@ class StallGuard:
             self._timeout.reschedule(None)
 
     @contextlib.asynccontextmanager
-    async def watching(self, repo: HTTPRepository, digest: Digest) -> AsyncIterator[None]:
+    async def watching(self, address: RepositoryAddress, digest: Digest) -> AsyncIterator[None]:
         """Run the upload under the guard; a stall becomes a (retryable) TransportError."""
         try:
             async with asyncio.timeout(None) as timeout:
@@ -92,8 +86,8 @@ class StallGuard:
             if not timeout.expired():
                 raise
             raise TransportError(
-                f"{repo}: upload of {digest} stalled: no bytes taken for {self.seconds:g} s",
-                registry=repo.registry_key, repository=repo.name, reference=str(digest),
+                f"{address}: upload of {digest} stalled: no bytes taken for {self.seconds:g} s",
+                registry=address.registry, repository=address.name, reference=str(digest),
             ) from exc  # fmt: skip
         finally:
             self._timeout = None
@@ -113,14 +107,16 @@ class VerifyingBody:
         chunks: AsyncIterable[bytes],
         digest: Digest,
         size: int,
-        repo: HTTPRepository,
+        http: HTTPSession,
+        address: RepositoryAddress,
         guard: StallGuard | None = None,
     ) -> None:
         self._source = chunks.__aiter__()
         self._guard = guard
         self._digest = digest
         self._size = size
-        self._repo = repo
+        self._http = http
+        self._address = address
         self._hasher = None if verifies_digest(chunks) or not digest.verifiable else digest.hasher()
         self._received = 0
         self._pending: bytes | None = None
@@ -140,7 +136,7 @@ class VerifyingBody:
         except BaseException as exc:
             self.error = exc
             raise
-        self._repo.client.transport.emit(BytesTransferred(self._repo.registry_key, "pushed", len(chunk)))
+        self._http.emit(BytesTransferred(self._address.registry, "pushed", len(chunk)))
         if self._guard is not None:
             self._guard.arm()
         return chunk
@@ -176,8 +172,8 @@ class VerifyingBody:
 
     def _mismatch(self, what: str) -> DigestMismatch:
         return DigestMismatch(
-            f"{self._repo}: upload of {self._digest}: {what}",
-            registry=self._repo.registry_key, repository=self._repo.name, reference=str(self._digest),
+            f"{self._address}: upload of {self._digest}: {what}",
+            registry=self._address.registry, repository=self._address.name, reference=str(self._digest),
         )  # fmt: skip
 
 
@@ -186,16 +182,17 @@ def with_digest(location: str, digest: Digest) -> str:
     return f"{location}{'&' if '?' in location else '?'}digest={quote(str(digest), safe=':')}"
 
 
-async def start_upload(repo: HTTPRepository) -> HTTPUploadSession:
+async def start_upload(http: HTTPSession, address: RepositoryAddress) -> HTTPUploadSession:
     """POST ``/v2/<name>/blobs/uploads/`` -> the session (retried: nothing is sent yet)."""
-    fetched = await repo.client.fetch(
-        "POST", repo.uploads_path, scopes=repo.push_scopes, ok=(202,), repository=repo.name
+    fetched = await http.fetch(
+        "POST", address.uploads_path, scopes=address.push_scopes, ok=(202,), repository=address.name
     )
-    return session_from(repo, fetched)
+    return session_from(http, address, fetched)
 
 
 async def put_blob(
-    repo: HTTPRepository,
+    http: HTTPSession,
+    address: RepositoryAddress,
     digest: Digest,
     size: int,
     chunks: AsyncIterable[bytes],
@@ -207,44 +204,54 @@ async def put_blob(
     chunks iterator raising, cancels the upload and re-raises; the iterator is not re-readable,
     so the caller retries the whole blob.
     """
-    session = upload if isinstance(upload, HTTPUploadSession) else await start_upload(repo)
-    guard = StallGuard(stall_seconds(repo))
-    body = VerifyingBody(chunks, digest, size, repo, guard)
+    session = upload if isinstance(upload, HTTPUploadSession) else await start_upload(http, address)
+    guard = StallGuard(stall_seconds(http))
+    body = VerifyingBody(chunks, digest, size, http, address, guard)
     try:
         try:
-            async with guard.watching(repo, digest):
-                if repo.client.settings.chunk_size:
-                    await _put_chunked(repo, session, digest, body, repo.client.settings.chunk_size)
+            async with guard.watching(address, digest):
+                if http.settings.chunk_size:
+                    await _put_chunked(http, address, session, digest, body, http.settings.chunk_size)
                 else:
-                    await _put_monolithic(repo, session, digest, size, body)
+                    await _put_monolithic(http, address, session, digest, size, body)
         except RegistryError as exc:
             if isinstance(body.error, Exception) and body.error is not exc:
                 raise body.error from exc  # the caller's or our verification error, not aiohttp's wrap
             raise
     except BaseException:
-        await _abandon(repo, session)
+        await _abandon(http, address, session)
         raise
 
 
-def stall_seconds(repo: HTTPRepository) -> float:
+def stall_seconds(http: HTTPSession) -> float:
     """The registry's ``stall_timeout``, else the transport's read timeout, else the default."""
-    stall = repo.client.settings.stall_timeout or repo.client.transport.timeout.sock_read
+    stall = http.settings.stall_timeout or http.read_timeout
     return stall or DEFAULT_READ_TIMEOUT
 
 
 async def _put_monolithic(
-    repo: HTTPRepository, session: HTTPUploadSession, digest: Digest, size: int, body: VerifyingBody
+    http: HTTPSession,
+    address: RepositoryAddress,
+    session: HTTPUploadSession,
+    digest: Digest,
+    size: int,
+    body: VerifyingBody,
 ) -> None:
     headers = {"Content-Length": str(size), "Content-Type": OCTET_STREAM}
-    async with repo.client.request(
-        "PUT", with_digest(session.location, digest), scopes=repo.push_scopes, headers=headers, data=body,
-        ok=(201, 204), retry=False, repository=repo.name, reference=str(digest),
+    async with http.request(
+        "PUT", with_digest(session.location, digest), scopes=address.push_scopes, headers=headers, data=body,
+        ok=(201, 204), retry=False, repository=address.name, reference=str(digest),
     ):  # fmt: skip
         pass
 
 
 async def _put_chunked(
-    repo: HTTPRepository, session: HTTPUploadSession, digest: Digest, body: VerifyingBody, chunk_size: int
+    http: HTTPSession,
+    address: RepositoryAddress,
+    session: HTTPUploadSession,
+    digest: Digest,
+    body: VerifyingBody,
+    chunk_size: int,
 ) -> None:
     part_size = max(chunk_size, session.min_chunk or 0)
     buffer = bytearray()
@@ -254,56 +261,62 @@ async def _put_chunked(
         while len(buffer) >= part_size:
             part = bytes(buffer[:part_size])
             del buffer[:part_size]
-            location = await _patch(repo, location, part, start, digest)
+            location = await _patch(http, address, location, part, start, digest)
             start += len(part)
     headers = {"Content-Length": str(len(buffer)), "Content-Type": OCTET_STREAM}
-    await repo.client.fetch(
-        "PUT", with_digest(location, digest), scopes=repo.push_scopes, headers=headers, data=bytes(buffer),
-        ok=(201, 204), retry=False, repository=repo.name, reference=str(digest),
+    await http.fetch(
+        "PUT", with_digest(location, digest), scopes=address.push_scopes, headers=headers, data=bytes(buffer),
+        ok=(201, 204), retry=False, repository=address.name, reference=str(digest),
     )  # fmt: skip
 
 
-async def _patch(repo: HTTPRepository, location: str, part: bytes, start: int, digest: Digest) -> str:
+async def _patch(
+    http: HTTPSession, address: RepositoryAddress, location: str, part: bytes, start: int, digest: Digest
+) -> str:
     """PATCH one part (parts strictly in order), resuming from the registry-reported offset after a
     retryable failure (the part is in memory); returns the next Location. Bounded by the retry
     policy's ``upload_attempts`` per part; past that, or when the registry's offset fits neither
     "before" nor "after" this part, the error goes up and the caller restarts the blob."""
-    tries = repo.client.retry.tries(repo.client.retry.upload_attempts)
+    tries = http.retry.tries(http.retry.upload_attempts)
     while True:
         try:
-            return await _patch_once(repo, location, part, start, digest)
+            return await _patch_once(http, address, location, part, start, digest)
         except RegistryError as error:
             if not error.retryable or tries.spent:
                 raise
-            offset, location = await _resume_point(repo, location, error)
+            offset, location = await _resume_point(http, address, location, error)
             if offset == start + len(part):
                 return location  # the part arrived; only its answer was lost
             if offset != start:
                 raise
             failed = error
-        await tries.pause(lambda delay: repo.client.emit_retry("upload", delay), failed.retry_after)
+        await tries.pause(lambda delay: http.emit_retry("upload", delay), failed.retry_after)
 
 
-async def _patch_once(repo: HTTPRepository, location: str, part: bytes, start: int, digest: Digest) -> str:
+async def _patch_once(
+    http: HTTPSession, address: RepositoryAddress, location: str, part: bytes, start: int, digest: Digest
+) -> str:
     headers = {
         "Content-Range": f"{start}-{start + len(part) - 1}",
         "Content-Length": str(len(part)),
         "Content-Type": OCTET_STREAM,
     }
-    async with repo.client.request(
-        "PATCH", location, scopes=repo.push_scopes, headers=headers, data=part, ok=(202, 204),
-        retry=False, repository=repo.name, reference=str(digest),
+    async with http.request(
+        "PATCH", location, scopes=address.push_scopes, headers=headers, data=part, ok=(202, 204),
+        retry=False, repository=address.name, reference=str(digest),
     ) as response:  # fmt: skip
         next_location = response.headers.get("Location")
-    return repo.client.url(next_location) if next_location else location
+    return http.url(next_location) if next_location else location
 
 
-async def _resume_point(repo: HTTPRepository, location: str, cause: RegistryError) -> tuple[int, str]:
+async def _resume_point(
+    http: HTTPSession, address: RepositoryAddress, location: str, cause: RegistryError
+) -> tuple[int, str]:
     """How many bytes the upload at ``location`` holds (``GET`` -> 204 ``Range: 0-N``) and its
     current Location; ``cause`` is raised when the registry cannot say."""
     try:
-        fetched = await repo.client.fetch(
-            "GET", location, scopes=repo.push_scopes, ok=(204,), repository=repo.name
+        fetched = await http.fetch(
+            "GET", location, scopes=address.push_scopes, ok=(204,), repository=address.name
         )
     except RegistryError as exc:
         raise cause from exc
@@ -311,7 +324,7 @@ async def _resume_point(repo: HTTPRepository, location: str, cause: RegistryErro
     if offset is None:
         raise cause
     next_location = fetched.headers.get("Location")
-    return offset, repo.client.url(next_location) if next_location else location
+    return offset, http.url(next_location) if next_location else location
 
 
 def upload_offset(range_header: str | None) -> int | None:
@@ -329,15 +342,19 @@ def upload_offset(range_header: str | None) -> int | None:
     return 0 if last == 0 else last + 1
 
 
-async def _abandon(repo: HTTPRepository, session: HTTPUploadSession) -> None:
+async def _abandon(http: HTTPSession, address: RepositoryAddress, session: HTTPUploadSession) -> None:
     """Cancel the upload, best effort: shielded from our own cancellation, bounded in time."""
 
     async def cancel() -> None:
-        await repo.client.fetch(
-            "DELETE", session.location, scopes=repo.delete_scopes, ok=(200, 202, 204), repository=repo.name
+        await http.fetch(
+            "DELETE",
+            session.location,
+            scopes=address.delete_scopes,
+            ok=(200, 202, 204),
+            repository=address.name,
         )
 
     try:
         await asyncio.wait_for(asyncio.shield(cancel()), ABANDON_TIMEOUT)
     except Exception as exc:  # it is only cleanup; the original error matters
-        log.debug("could not cancel upload %s of %s: %s", session.location, repo, type(exc).__name__)
+        log.debug("could not cancel upload %s of %s: %s", session.location, address, type(exc).__name__)
