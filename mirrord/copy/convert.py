@@ -15,22 +15,23 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, ImagePlan, PlannedManifest
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.convert import (
     GZIP_LAYER_TYPES,
+    Codec,
+    Compression,
     Format,
+    ManifestFormat,
     UnconvertibleManifest,
     convert_index,
     convert_manifest,
     layer_types,
     manifest_format,
+    unsupported_transform,
 )
-
-Compression = Literal["keep", "zstd", "gzip"]
 
 #: Annotation on a transformed root: the transform it was made with (:meth:`Transform.text`).
 SOURCE_TRANSFORM_ANNOTATION = "io.mirrord.source.transform"
@@ -44,8 +45,9 @@ class Transform:
     compression: Compression = "keep"
 
     def __post_init__(self) -> None:
-        if self.format == "docker" and self.compression == "zstd":
-            raise UnconvertibleManifest("format docker with compression zstd: Docker has no zstd layer type")
+        refused = unsupported_transform(self.format, self.compression)
+        if refused is not None:
+            raise UnconvertibleManifest(refused)
 
     @property
     def identity(self) -> bool:
@@ -53,7 +55,7 @@ class Transform:
         return self.format == "keep" and self.compression == "keep"
 
     @property
-    def codec(self) -> Literal["zstd", "gzip"] | None:
+    def codec(self) -> Codec | None:
         """The compression layers are re-encoded to, None for ``keep``."""
         return None if self.compression == "keep" else self.compression
 
@@ -61,7 +63,7 @@ class Transform:
         """Canonical text stored in :data:`SOURCE_TRANSFORM_ANNOTATION`."""
         return f"format={self.format},compression={self.compression}"
 
-    def format_of(self, media_type: str) -> Literal["oci", "docker"]:
+    def format_of(self, media_type: str) -> ManifestFormat:
         """The format a manifest of ``media_type`` gets at the target."""
         if self.format != "keep":
             return self.format

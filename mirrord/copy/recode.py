@@ -21,7 +21,6 @@ from mirrord.copy.convert import Transform, transform_plan
 from mirrord.copy.locations import LocationCache
 from mirrord.copy.planner import ImagePlan
 from mirrord.copy.recompress import (
-    Codec,
     Conversion,
     ConversionMap,
     RecompressionFailed,
@@ -32,7 +31,7 @@ from mirrord.copy.recompress import (
 from mirrord.core.events import BlobDone, EventBus
 from mirrord.oci import Descriptor, Digest, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
-from mirrord.oci.convert import IMAGE_CONFIG_TYPES
+from mirrord.oci.convert import IMAGE_CONFIG_TYPES, Codec
 from mirrord.registry.base import Repository
 
 log = logging.getLogger(__name__)

@@ -30,19 +30,19 @@ import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import zstandard
 
 from mirrord.copy.errors import CopyError
 from mirrord.core.files import write_file_atomic
 from mirrord.oci import Descriptor, Digest
+from mirrord.oci.convert import Codec
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
 
-Codec = Literal["gzip", "zstd"]
 CHUNK = 1024 * 1024
 #: Chunks buffered between the event loop and the worker thread (bounded memory).
 QUEUE_CHUNKS = 8

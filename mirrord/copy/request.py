@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from mirrord.copy.convert import Compression, Transform
+from mirrord.copy.convert import Transform
 from mirrord.oci import Digest, Platform
-from mirrord.oci.convert import Format
+from mirrord.oci.convert import Compression, Format
 from mirrord.registry.base import Repository
 
 Outcome = Literal["copied", "unchanged", "failed"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.descriptor import Descriptor
@@ -24,7 +24,17 @@ from mirrord.oci.digest import Digest
 from mirrord.oci.errors import OCIError
 from mirrord.oci.manifest import AnyManifest, ImageIndex, ImageManifest, manifest_to_json, parse_manifest
 
+#: A target's manifest format (``keep`` the source's): declared here once, for plan and engine.
 Format = Literal["keep", "oci", "docker"]
+#: A target's layer compression (``keep`` the source's).
+Compression = Literal["keep", "zstd", "gzip"]
+#: A concrete manifest format.
+ManifestFormat = Literal["oci", "docker"]
+#: A concrete layer compression (what layers are re-encoded to).
+Codec = Literal["gzip", "zstd"]
+#: The values a plan may give, in the order error messages list them.
+FORMATS: tuple[Format, ...] = get_args(Format)
+COMPRESSIONS: tuple[Compression, ...] = get_args(Compression)
 
 #: Docker's name for an uncompressed layer (containers/image knows it; distribution accepts it).
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
@@ -123,7 +133,7 @@ def convert_index(
     return _rebuilt(index, obj)
 
 
-def _effective_format(media_type: str, fmt: Format) -> Literal["oci", "docker"]:
+def _effective_format(media_type: str, fmt: Format) -> ManifestFormat:
     if fmt != "keep":
         return fmt
     return "docker" if is_docker(media_type) else "oci"
@@ -176,7 +186,7 @@ def _rebuilt(original: _M, obj: dict[str, Any]) -> _M:
     return rebuilt
 
 
-def layer_types(fmt: Literal["oci", "docker"], compression: Literal["gzip", "zstd"]) -> str:
+def layer_types(fmt: ManifestFormat, compression: Codec) -> str:
     """The layer media type of ``compression`` in ``fmt`` (zstd in Docker raises)."""
     if compression == "gzip":
         return mt.OCI_LAYER_GZIP if fmt == "oci" else mt.DOCKER_LAYER_GZIP
@@ -185,16 +195,30 @@ def layer_types(fmt: Literal["oci", "docker"], compression: Literal["gzip", "zst
     return mt.OCI_LAYER_ZSTD
 
 
-def manifest_format(media_type: str) -> Literal["oci", "docker"]:
+def manifest_format(media_type: str) -> ManifestFormat:
     """The format a manifest or index media type belongs to."""
     return "docker" if is_docker(media_type) else "oci"
 
 
+def unsupported_transform(fmt: Format, compression: Compression) -> str | None:
+    """Why no image can be converted to ``fmt`` with ``compression`` layers, or None when some
+    can. The one statement of the rule: the plan refuses such a target when it is checked, the
+    engine when it is asked for one."""
+    if fmt == "docker" and compression == "zstd":
+        return "format docker with compression zstd: Docker has no zstd layer type"
+    return None
+
+
 __all__: Sequence[str] = (
+    "COMPRESSIONS",
     "DOCKER_LAYER_TAR",
+    "FORMATS",
     "GZIP_LAYER_TYPES",
     "ZSTD_LAYER_TYPES",
+    "Codec",
+    "Compression",
     "Format",
+    "ManifestFormat",
     "UnconvertibleManifest",
     "convert_index",
     "convert_manifest",
@@ -202,4 +226,5 @@ __all__: Sequence[str] = (
     "is_docker",
     "layer_types",
     "manifest_format",
+    "unsupported_transform",
 )

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from mirrord.oci.convert import COMPRESSIONS, FORMATS, Compression, Format
 from mirrord.plan import fields as f
-from mirrord.plan.model import DEFAULT_INTERVAL, DEFAULT_PRUNE_MAX, Compression, Entry, Format, TargetConfig
+from mirrord.plan.model import DEFAULT_INTERVAL, DEFAULT_PRUNE_MAX, Entry, TargetConfig
 from mirrord.plan.nodes import Value
 
 #: Fields an entry and ``defaults`` share, with their parsers. ``format``, ``compression``,
@@ -24,8 +25,8 @@ SHARED_FIELDS: dict[str, Callable[[Value], Any]] = {
     "search_registries": f.parse_hosts,
     "require_signatures": Value.boolean,
     "recheck_artifacts": Value.boolean,
-    "format": lambda v: f.parse_choice(v, f.FORMATS),
-    "compression": lambda v: f.parse_choice(v, f.COMPRESSIONS),
+    "format": lambda v: f.parse_choice(v, FORMATS),
+    "compression": lambda v: f.parse_choice(v, COMPRESSIONS),
     "artifacts": Value.boolean,
     "artifact_types": f.parse_artifact_types,
 }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirrord.oci import Digest, InvalidDigest, InvalidPlatform, InvalidReference, Platform, Reference
+from mirrord.oci.convert import COMPRESSIONS, FORMATS
 from mirrord.oci.reference import is_short_name, validate_tag
 from mirrord.plan.nodes import Value
 from mirrord.plan.registries import normalise_host
@@ -18,8 +19,6 @@ from mirrord.plan.tags import SemverRange, TagFilter
 
 TARGET_KEYS = ("ref", "format", "compression", "artifacts", "artifact_types")
 TAGS_KEYS = ("include", "exclude", "semver", "latest")
-FORMATS = ("keep", "oci", "docker")
-COMPRESSIONS = ("keep", "zstd", "gzip")
 OCI_PREFIX = "oci:"
 
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
 
 from mirrord.core.errors import MirrordError
 from mirrord.oci import Digest, Platform
+from mirrord.oci.convert import Compression, Format
 from mirrord.plan.tags import TagFilter
 from mirrord.registry.settings import RegistrySettings
-
-Format = Literal["keep", "oci", "docker"]
-Compression = Literal["keep", "zstd", "gzip"]
 
 #: The daemon schedule when neither the entry nor ``defaults`` sets ``interval``.
 DEFAULT_INTERVAL = 6 * 3600.0
