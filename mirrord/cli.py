@@ -222,7 +222,7 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
 
 async def _copy(args: argparse.Namespace) -> int:
     from mirrord.copy.engine import CopyEngine, CopyRequest, Target
-    from mirrord.oci import OCIError, Platform
+    from mirrord.oci import OCIError, Platform, is_digest
     from mirrord.registry.hub import Registries
 
     settings: Any = {}
@@ -242,7 +242,7 @@ async def _copy(args: argparse.Namespace) -> int:
                 print(f"mirrord: {exc}", file=sys.stderr)
                 return EXIT_INVALID
             version = version or "latest"
-            tag = target_version or (None if ":" in version else version)
+            tag = target_version or (None if is_digest(version) else version)
             request = CopyRequest(
                 source=source,
                 reference=version,

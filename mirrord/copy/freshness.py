@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from mirrord.copy.convert import SOURCE_TRANSFORM_ANNOTATION
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION, platforms_text
 from mirrord.copy.request import CopyRequest, Target
-from mirrord.oci import Descriptor, Digest, OCIError, Platform
+from mirrord.oci import Descriptor, Digest, OCIError, Platform, is_digest, name_with_reference
 from mirrord.registry.errors import NotFound, RegistryError
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,6 @@ async def _rewritten_from(
     return head.digest if same else None
 
 
-def is_digest(reference: str) -> bool:
-    """True for a ``algorithm:hex`` reference (a tag has no colon)."""
-    return ":" in reference
-
-
 def display(request: CopyRequest) -> str:
     """``source:tag`` or ``source@digest``."""
-    separator = "@" if is_digest(request.reference) else ":"
-    return f"{request.source}{separator}{request.reference}"
+    return name_with_reference(str(request.source), request.reference)

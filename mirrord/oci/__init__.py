@@ -5,7 +5,7 @@ everything above it can be tested without a network.
 """
 
 from mirrord.oci.descriptor import Descriptor
-from mirrord.oci.digest import Digest, DigestHasher
+from mirrord.oci.digest import Digest, DigestHasher, is_digest
 from mirrord.oci.errors import (
     InvalidDigest,
     InvalidManifest,
@@ -16,7 +16,7 @@ from mirrord.oci.errors import (
 )
 from mirrord.oci.manifest import AnyManifest, ImageIndex, ImageManifest, build_index, parse_manifest
 from mirrord.oci.platform import Platform
-from mirrord.oci.reference import Reference
+from mirrord.oci.reference import Reference, name_with_reference
 
 __all__ = [
     "AnyManifest",
@@ -34,5 +34,7 @@ __all__ = [
     "Reference",
     "UnsupportedManifest",
     "build_index",
+    "is_digest",
+    "name_with_reference",
     "parse_manifest",
 ]

@@ -86,3 +86,9 @@ class DigestHasher:
         if expected_size is not None and expected_size != self.size:
             return False
         return self.digest() == expected
+
+
+def is_digest(reference: str) -> bool:
+    """True when a manifest reference (a tag or a digest, as in ``name:tag`` / ``name@digest``) is
+    a digest: a digest always contains ``:``, a tag never does. The one place that decides it."""
+    return ":" in reference

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from mirrord.oci.digest import Digest
+from mirrord.oci.digest import Digest, is_digest
 from mirrord.oci.errors import InvalidDigest, InvalidReference
 
 DOCKER_HUB = "docker.io"
@@ -195,3 +195,8 @@ def _repository_problem(path: str) -> str | None:
             return f"repository component {component!r} must be lowercase"
         return f"repository component {component!r} is invalid (lowercase letters, digits and . _ - only)"
     return None
+
+
+def name_with_reference(name: str, reference: str) -> str:
+    """``name@digest`` for a digest reference, ``name:tag`` for a tag (see :func:`is_digest`)."""
+    return f"{name}@{reference}" if is_digest(reference) else f"{name}:{reference}"

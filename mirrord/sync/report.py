@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from mirrord.copy.engine import CopyResult
+from mirrord.oci import name_with_reference
 
 Result = Literal["copied", "unchanged", "failed", "would-copy", "pruned", "would-prune"]
 
@@ -53,7 +54,7 @@ class EntryReport:
 
 
 def display(source_text: str, version: str) -> str:
-    return f"{source_text}@{version}" if ":" in version else f"{source_text}:{version}"
+    return name_with_reference(source_text, version)
 
 
 def image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:

@@ -18,7 +18,7 @@ from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
 from mirrord.copy.recompress import ConversionMap
 from mirrord.core.events import EventBus
-from mirrord.oci import Reference
+from mirrord.oci import Reference, is_digest
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
@@ -183,11 +183,11 @@ class SyncRunner:
     ) -> list[CopyRequest]:
         requests = []
         for version in versions:
-            is_digest = ":" in version
+            by_digest = is_digest(version)
             copy_targets = tuple(
                 Target(
                     repository=repo,
-                    tag=cfg.tag or (None if is_digest else version),
+                    tag=cfg.tag or (None if by_digest else version),
                     format=cfg.format,
                     compression=cfg.compression,
                     artifacts=cfg.artifacts,

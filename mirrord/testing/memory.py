@@ -24,7 +24,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from mirrord.core.events import BytesTransferred, Direction, EventBus
-from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, ImageManifest, parse_manifest
+from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, ImageManifest, is_digest, parse_manifest
 from mirrord.oci.mediatypes import OCI_INDEX, is_non_distributable
 from mirrord.registry.base import MountResult, UploadSession
 from mirrord.registry.errors import DigestMismatch, NotFound, RegistryError, RequestRejected
@@ -186,7 +186,7 @@ class MemoryRepository:
     # -- manifests ---------------------------------------------------------------------------------
 
     def _resolve(self, reference: str) -> Digest | None:
-        if ":" in reference:
+        if is_digest(reference):
             digest = _parse_digest(reference)
             return digest if digest in self.registry.manifests.get(self._name, {}) else None
         return self.registry.tags.get(self._name, {}).get(reference)
@@ -218,7 +218,7 @@ class MemoryRepository:
         """Store ``raw`` under a tag or its digest once everything it references is present here."""
         await self.registry.before("manifest_put", self, reference)
         digest = Digest.of(raw)
-        if ":" in reference and _parse_digest(reference) != digest:
+        if is_digest(reference) and _parse_digest(reference) != digest:
             raise self._rejected(f"manifest bytes do not match {reference}", reference, "DIGEST_INVALID")
         try:
             manifest = parse_manifest(raw, media_type)

@@ -25,6 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from mirrord.core.events import Event, RetryScheduled
+from mirrord.oci import name_with_reference
 from mirrord.registry.errors import (
     AuthError,
     NotFound,
@@ -103,7 +104,7 @@ def error_from_response(
     code, message = _first_error(body)
     where = "/".join(x for x in (registry, repository) if x)
     if reference:
-        where += f"@{reference}" if ":" in reference else f":{reference}"
+        where = name_with_reference(where, reference)
     text = f"{where}: {method + ' ' if method else ''}HTTP {status}"
     if code:
         text += f" {code}"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable, Iterable
 from contextlib import AbstractAsyncContextManager
 from urllib.parse import quote
 
-from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, parse_manifest
+from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, is_digest, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.manifest import MAX_MANIFEST_BYTES
 from mirrord.registry.base import BlobStream, MountResult, UploadSession
@@ -42,11 +42,6 @@ def parse_link_next(values: Iterable[str]) -> str | None:
                 if name.strip().lower() == "rel" and "next" in rel.strip().strip('"').lower().split():
                     return match.group(1)
     return None
-
-
-def is_digest(reference: str) -> bool:
-    """True when ``reference`` is a digest rather than a tag."""
-    return ":" in reference
 
 
 def media_type_of(content_type: str | None) -> str | None:

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from mirrord.core.events import BytesTransferred, Direction, EventBus
 from mirrord.core.files import AtomicWriter, write_file_atomic
-from mirrord.oci import AnyManifest, Descriptor, Digest, DigestHasher, ImageIndex, parse_manifest
+from mirrord.oci import AnyManifest, Descriptor, Digest, DigestHasher, ImageIndex, is_digest, parse_manifest
 from mirrord.oci.errors import InvalidDigest, InvalidManifest, InvalidReference, UnsupportedManifest
 from mirrord.oci.manifest import MAX_MANIFEST_BYTES
 from mirrord.oci.mediatypes import OCI_INDEX, OCI_LAYOUT_VERSION, OCI_MANIFEST, is_non_distributable
@@ -271,7 +271,7 @@ class LayoutRepository:
     def _split_reference(self, reference: str) -> tuple[str | None, Digest | None]:
         """(tag, None) or (None, digest); RequestRejected for something that is neither."""
         try:
-            if ":" in reference:
+            if is_digest(reference):
                 return None, Digest.parse(reference)
             return validate_tag(reference), None
         except (InvalidDigest, InvalidReference) as exc:
