@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from mirrord.oci.convert import COMPRESSIONS, FORMATS, Compression, Format
+from mirrord.oci.convert import COMPRESSIONS, FORMATS, Compression, Format, unsupported_transform
 from mirrord.plan import fields as f
 from mirrord.plan.model import DEFAULT_INTERVAL, DEFAULT_PRUNE_MAX, Entry, TargetConfig
 from mirrord.plan.nodes import Value
@@ -147,12 +147,15 @@ def _targets(
     out = []
     for spec in specs:
         _check_target(spec, source)
+        fmt = cast(Format, spec.format or _get(merged, "format", "keep"))
+        compression = cast(Compression, spec.compression or _get(merged, "compression", "keep"))
+        _check_transform(item, spec, merged, fmt, compression)
         out.append(
             TargetConfig(
                 ref=spec.ref,
                 tag=spec.tag,
-                format=cast(Format, spec.format or _get(merged, "format", "keep")),
-                compression=cast(Compression, spec.compression or _get(merged, "compression", "keep")),
+                format=fmt,
+                compression=compression,
                 artifacts=spec.artifacts if spec.artifacts is not None else _get(merged, "artifacts", True),
                 artifact_types=(
                     spec.artifact_types
@@ -168,6 +171,21 @@ def _prefixed(source_value: Value, source: f.Source, prefix: Parsed) -> f.Target
     if source.name.startswith(f.OCI_PREFIX):
         raise source_value.error("an oci: source has no registry host for target_prefix: give target:")
     return f.target_from_text(source_value, f.prefixed_target(prefix.value, source))
+
+
+def _check_transform(
+    item: Value, spec: f.TargetSpec, merged: dict[str, Parsed], fmt: Format, compression: Compression
+) -> None:
+    """Refuse, at check time, a format/compression pair the engine refuses on every pass. The
+    error points at the most specific of the two settings: the target's own, else the entry's or
+    the defaults' (the later line)."""
+    refused = unsupported_transform(fmt, compression)
+    if refused is None:
+        return
+    given = [spec.options[n] for n in ("compression", "format") if n in spec.options]
+    inherited = [merged[n].origin for n in ("compression", "format") if n in merged]
+    origin = given[0] if given else max(inherited, key=lambda v: v.line or 0, default=item)
+    raise origin.error(f"target {spec.ref}: {refused} (no pass could copy to it)")
 
 
 def _check_target(spec: f.TargetSpec, source: f.Source) -> None:

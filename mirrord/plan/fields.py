@@ -7,7 +7,8 @@ Each parser validates one value and raises PlanError at that value's line and ke
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mirrord.oci import Digest, InvalidDigest, InvalidPlatform, InvalidReference, Platform, Reference
@@ -40,7 +41,8 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
-    """A parsed target; None options inherit from the entry (then from defaults, then keep)."""
+    """A parsed target; None options inherit from the entry (then from defaults, then keep).
+    ``options`` holds the YAML values of the options the target mapping gave (for error lines)."""
 
     ref: str
     tag: str | None
@@ -49,6 +51,7 @@ class TargetSpec:
     artifacts: bool | None
     value: Value
     artifact_types: tuple[str, ...] | None = None
+    options: Mapping[str, Value] = field(default_factory=dict)
 
 
 def split_layout(text: str) -> tuple[str, str | None, str | None]:
@@ -107,6 +110,7 @@ def parse_target(value: Value) -> TargetSpec:
         parse_choice(fields["compression"], COMPRESSIONS) if "compression" in fields else None,
         fields["artifacts"].boolean() if "artifacts" in fields else None,
         parse_artifact_types(fields["artifact_types"]) if "artifact_types" in fields else None,
+        options=fields,
     )
 
 
@@ -128,6 +132,8 @@ def target_from_text(
     compression: str | None = None,
     artifacts: bool | None = None,
     artifact_types: tuple[str, ...] | None = None,
+    *,
+    options: Mapping[str, Value] | None = None,
 ) -> TargetSpec:
     """A target from a reference string; errors point at ``value``."""
     if text.startswith(OCI_PREFIX):
@@ -140,7 +146,7 @@ def target_from_text(
         ref, tag, digest = parsed.name, parsed.tag, parsed.digest
     if digest is not None:
         raise value.error(f"{text!r}: a target cannot name a digest (the digest comes from the source)")
-    return TargetSpec(ref, tag, fmt, compression, artifacts, value, artifact_types)
+    return TargetSpec(ref, tag, fmt, compression, artifacts, value, artifact_types, dict(options or {}))
 
 
 def parse_targets(value: Value, *, many: bool) -> list[TargetSpec]:

@@ -19,6 +19,7 @@ from mirrord.copy.locations import LocationCache
 from mirrord.copy.recompress import ConversionMap
 from mirrord.core.events import EventBus
 from mirrord.oci import Reference, is_digest
+from mirrord.oci.convert import unsupported_transform
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
@@ -165,8 +166,9 @@ class SyncRunner:
         return selected, all_tags
 
     def _open_target(self, target: TargetConfig) -> Repository:
-        if target.format == "docker" and target.compression == "zstd":
-            raise UnsupportedTarget(f"target {target.ref}: Docker format cannot carry zstd layers")
+        refused = unsupported_transform(target.format, target.compression)
+        if refused is not None:  # a plan built in code: a loaded plan refused it when checked
+            raise UnsupportedTarget(f"target {target.ref}: {refused}")
         repo, _ = self.registries.open(target.ref)
         return repo
 
