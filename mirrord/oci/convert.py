@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args
 
-from mirrord.oci import mediatypes as mt
+import mirrord.oci.mediatypes as mt
 from mirrord.oci.descriptor import Descriptor
 from mirrord.oci.digest import Digest
 from mirrord.oci.errors import OCIError

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mirrord.oci import mediatypes as mt
+import mirrord.oci.mediatypes as mt
 from mirrord.oci.descriptor import Descriptor, optional_str, parse_annotations
 from mirrord.oci.digest import Digest
 from mirrord.oci.errors import InvalidManifest, UnsupportedManifest
