@@ -34,7 +34,8 @@ class RetryPolicy:
 
     ``attempts`` counts the first try. ``retry_after_cap`` bounds a server's ``Retry-After`` hint.
     ``resume_attempts`` bounds how often a broken blob download is resumed with ``Range``;
-    ``upload_attempts`` bounds restarts (POST again) of re-readable uploads.
+    ``upload_attempts`` bounds the tries of one PATCH part of a chunked upload. The copy engine
+    builds its own instance for whole-blob restarts (:attr:`mirrord.copy.limits.Limits.blob_retry`).
     """
 
     attempts: int = 5
