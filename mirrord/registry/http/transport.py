@@ -13,6 +13,9 @@ repository of the *same* registry must not wait for the upload's slot while hold
 The limits adapt (:mod:`mirrord.registry.http.adaptive`): a 429 halves the registry's concurrency and
 answers grow it back slowly; a low ``ratelimit-remaining`` spaces requests out. A registry's
 ``stall_timeout`` replaces the read timeout for its requests: no byte for that long fails them.
+
+A network failure becomes a :class:`TransportError` in one place, :func:`network_error` (or the
+block :func:`network_errors_as_transport`), wherever in the registry layer it is caught.
 """
 
 from __future__ import annotations
