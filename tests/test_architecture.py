@@ -213,11 +213,6 @@ def test_no_import_cycle_between_files() -> None:
     assert [g for g in cycles() if not _in_registry_http(g)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client/repository/upload/download of registry/http import each other; h12a (issue 12, "
-    "'blob session seam') removes the cycle: then drop this mark",
-)
 def test_no_import_cycle_in_registry_http() -> None:
     assert [g for g in cycles() if _in_registry_http(g)] == []
 
