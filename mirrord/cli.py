@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from mirrord import __version__
+from mirrord.cliutil.failures import UsageError, report_internal_error, report_usage_error
+from mirrord.cliutil.options import (
+    CONFIG_HELP,
+    DESTINATION_HELP,
+    SOURCE_HELP,
+    add_global_options,
+    finish_parser,
+    image_reference,
+)
 from mirrord.core.events import EventBus
 from mirrord.core.files import write_file_atomic
 from mirrord.observe.logs import LogFormat, default_format, event_logger, setup_logging
@@ -47,17 +56,16 @@ SHARD_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="mirrord", description="Container registry mirroring daemon")
-    parser.add_argument("--log-format", choices=["text", "json"], help="default: text on a terminal")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every blob and manifest")
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub.add_parser("version", help="print the version")
 
     check = sub.add_parser("check", help="validate the plan offline and print it resolved")
-    check.add_argument("-c", "--config", default=None, help="plan file ($MIRRORD_CONFIG, /etc/mirrord/...)")
+    check.add_argument("-c", "--config", default=None, help=CONFIG_HELP)
 
     sync = sub.add_parser("sync", help="one pass over every entry, then exit")
-    sync.add_argument("-c", "--config", default=None)
+    sync.add_argument("-c", "--config", default=None, help=CONFIG_HELP)
     sync.add_argument("--dry-run", action="store_true", help="resolve and compare; write nothing")
     sync.add_argument("--entry", action="append", default=[], metavar="NAME", help="only this entry")
     sync.add_argument("--report", metavar="FILE", help="write a JSON report of every image")
@@ -66,18 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--state-dir", default=_default_state_dir(), help=STATE_HELP)
 
     run = sub.add_parser("run", help="the daemon: schedule entries, serve HTTP")
-    run.add_argument("-c", "--config", default=None)
+    run.add_argument("-c", "--config", default=None, help=CONFIG_HELP)
     run.add_argument("--shard", metavar="K/N", help=SHARD_HELP)
     run.add_argument("--grace", type=float, default=30.0, help="seconds copies may finish at shutdown")
     run.add_argument("--listen", metavar="HOST:PORT", help="override server.listen")
     run.add_argument("--state-dir", default=_default_state_dir(), help=STATE_HELP)
 
     copy = sub.add_parser("copy", help="copy one image or index with everything it references")
-    copy.add_argument("source", metavar="SRC")
-    copy.add_argument("destination", metavar="DST")
-    copy.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]")
+    copy.add_argument("source", metavar="SRC", help=SOURCE_HELP)
+    copy.add_argument("destination", metavar="DST", help=DESTINATION_HELP)
+    copy.add_argument(
+        "--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]", help="only this platform"
+    )
     copy.add_argument("-c", "--config", default=None, help="plan whose registries: settings to use")
-    copy.add_argument("--no-progress", action="store_true")
+    copy.add_argument("--no-progress", action="store_true", help="no progress bars on a terminal")
+    finish_parser(parser, sub.choices)
     return parser
 
 
@@ -90,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        return report_usage_error(exc)
+    except Exception as exc:
+        return report_internal_error(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -108,12 +123,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run_async(coro: Any) -> int:
+    # The fallback runs outside the except block: an error in the command must not be chained to
+    # (and reported as) the missing optional uvloop.
     try:
         import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        result: int = asyncio.run(coro)
+        run: Any = asyncio.run
     else:
-        result = uvloop.run(coro)
+        run = uvloop.run
+    result: int = run(coro)
     return result
 
 
@@ -166,17 +184,21 @@ def _bus(verbose: bool, stack: ExitStack, progress: bool) -> EventBus:
 
 
 async def _sync(args: argparse.Namespace) -> int:
+    from mirrord.cliutil.checks import check_plan_layouts, check_report_path, check_state_dir, select_entries
     from mirrord.registry.hub import Registries
     from mirrord.sync import SyncRunner, open_location_cache, shard_entries
 
+    check_report_path(args.report)
+    check_state_dir(args.state_dir)
     plan = _load(args.config or _default_plan())
     if plan is None:
         return EXIT_INVALID
     try:
-        entries = shard_entries([plan.entry(n) for n in args.entry] or plan.entries, _shard(args.shard))
-    except (KeyError, ValueError) as exc:
+        entries = shard_entries(select_entries(plan, args.entry), _shard(args.shard))
+    except ValueError as exc:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    check_plan_layouts(entries)
     with ExitStack() as stack:
         bus = _bus(args.verbose, stack, not args.no_progress and not args.dry_run)
         async with Registries(plan.registries, events=bus) as registries:
@@ -221,10 +243,15 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
 
 
 async def _copy(args: argparse.Namespace) -> int:
+    from mirrord.cliutil.checks import check_layout_source, check_layout_target
+    from mirrord.cliutil.diagnose import explain_copy_failure
     from mirrord.copy.engine import CopyEngine, CopyRequest, Target
     from mirrord.oci import OCIError, Platform, is_digest
     from mirrord.registry.hub import Registries
 
+    args.source, args.destination = image_reference(args.source), image_reference(args.destination)
+    check_layout_source(args.source)
+    check_layout_target(args.destination)
     settings: Any = {}
     if args.config:
         plan = _load(args.config)
@@ -251,9 +278,9 @@ async def _copy(args: argparse.Namespace) -> int:
                 force=True,
             )
             result = await CopyEngine(events=bus).copy(request)
-    if result.outcome == "failed":
-        print(f"mirrord: copy failed: {result.error}", file=sys.stderr)
-        return EXIT_FAILED
+            if result.outcome == "failed":
+                print(f"mirrord: copy failed: {await explain_copy_failure(result, source)}", file=sys.stderr)
+                return EXIT_FAILED
     for old, new in result.digest_map.items():
         print(f"rewritten {old} -> {new}")
     for name, digest in result.target_digests.items():
@@ -262,14 +289,14 @@ async def _copy(args: argparse.Namespace) -> int:
 
 
 def _run_daemon(args: argparse.Namespace) -> int:
+    from mirrord.cliutil.checks import check_state_dir, parse_listen
     from mirrord.daemon.service import Service
+    from mirrord.daemon.web import ListenError
 
+    check_state_dir(args.state_dir)
+    listen = parse_listen(args.listen) if args.listen else None
     try:
         shard = _shard(args.shard)
-        listen = None
-        if args.listen:
-            host, _, port = args.listen.rpartition(":")
-            listen = (host or "0.0.0.0", int(port))
     except ValueError as exc:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -281,4 +308,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         verbose=args.verbose,
     )
-    return _run_async(service.run())
+    try:
+        return _run_async(service.run())
+    except ListenError as exc:
+        raise UsageError(str(exc)) from None

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from mirrord.core.errors import MirrordError
 from mirrord.observe.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class ServiceState(Protocol):
         ...
 
 
+class ListenError(MirrordError):
+    """The HTTP server cannot listen on the address asked for; ``str(e)`` names it and says why."""
+
+
 def make_app(
     state: ServiceState, metrics: Metrics, *, trigger_token: Callable[[], str | None]
 ) -> web.Application:
@@ -73,7 +78,8 @@ def make_app(
 async def start_server(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``host:port`` (port 0: any free port); returns the runner and the bound port.
 
-    The caller stops the server with ``await runner.cleanup()``.
+    The caller stops the server with ``await runner.cleanup()``. ListenError when the address cannot
+    be bound (in use, not an address of this host, a privileged port).
     """
     runner = web.AppRunner(app)
     await runner.setup()
@@ -81,6 +87,9 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1]
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except BaseException:
         await runner.cleanup()
         raise
