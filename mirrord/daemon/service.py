@@ -18,9 +18,10 @@ from typing import Any
 
 from mirrord import __version__
 from mirrord.core.events import EventBus
+from mirrord.daemon.passes import Reason, ReloadState, iso, log_pass_finished, log_pass_started
 from mirrord.daemon.scheduler import Scheduler
 from mirrord.daemon.systemd import Notifier, watchdog_interval
-from mirrord.daemon.web import make_app, start_server
+from mirrord.daemon.web import Triggered, make_app, start_server
 from mirrord.observe.logs import event_logger
 from mirrord.observe.metrics import Metrics
 from mirrord.plan import Entry, Plan, PlanError, load_plan
@@ -80,13 +81,16 @@ class Service:
         self._registries: Registries | None = None
         self._stopping = asyncio.Event()
         self._ready = False
+        self.reload_state = ReloadState()
+        self._reasons: dict[str, Reason] = {}  # why an entry's next pass runs, when not its schedule
         self.scheduler = Scheduler(self._run_entry)
 
     # -- ServiceState for the web app ---------------------------------------------------------------
 
     def is_ready(self) -> bool:
-        """Loaded and serving, and no entry's last success older than 3 intervals."""
-        if not self._ready or self._stopping.is_set():
+        """Loaded and serving, the last reload accepted, and no entry's last success older than 3
+        intervals."""
+        if not self._ready or self._stopping.is_set() or not self.reload_state.ok:
             return False
         now = time.time()
         for st in self._status.values():
@@ -100,26 +104,43 @@ class Service:
         entries = {}
         for name, st in self._status.items():
             next_run = self.scheduler.next_run(name)
+            next_at = None if next_run is None else time.time() + max(0.0, next_run - time.monotonic())
+            times = {"last_start": st.last_start, "last_end": st.last_end, "last_success": st.last_success}
             entries[name] = {
-                "last_start": st.last_start,
-                "last_end": st.last_end,
-                "last_success": st.last_success,
+                **{key: iso(value) for key, value in times.items()},
                 "result": st.result,
                 "running": self.scheduler.running(name),
                 "images": {"copied": st.copied, "unchanged": st.unchanged, "failed": st.failed},
                 "bytes": st.bytes,
-                "next_run": None if next_run is None else time.time() + max(0.0, next_run - time.monotonic()),
+                "next_run": iso(next_at),
                 "last_error": st.last_error,
                 "interval": st.interval,
                 "runs": st.runs,
+                # The same times as Unix seconds, as /status gave them before ISO 8601.
+                **{f"{key}_unix": value for key, value in {**times, "next_run": next_at}.items()},
             }
-        return {"version": __version__, "plan": self.plan_path, "ready": self.is_ready(), "entries": entries}
+        return {
+            "version": __version__,
+            "plan": self.plan_path,
+            "ready": self.is_ready(),
+            "started": iso(self.started),
+            "config": self.reload_state.to_json(),
+            "entries": entries,
+        }
 
-    def trigger(self, entry: str | None) -> bool:
-        """Start a pass now (one entry or all); False for an unknown entry."""
+    def trigger(self, entry: str | None, reason: Reason = "trigger") -> Triggered | None:
+        """Start a pass now (one entry or all) and say which started and which were queued behind a
+        run in flight; None for an unknown entry. ``reason`` goes into the pass's log lines."""
         if entry is not None and entry not in self._entries:
-            return False
-        return self.scheduler.trigger(entry)
+            return None
+        names = [entry] if entry is not None else list(self._entries)
+        running = {n for n in names if self.scheduler.running(n)}
+        if not self.scheduler.trigger(entry):
+            return None
+        for name in names:
+            self._reasons[name] = reason
+        started = tuple(n for n in names if n not in running)
+        return Triggered(started=started, queued=tuple(n for n in names if n in running))
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -149,6 +170,7 @@ class Service:
         except PlanError as exc:
             log.error("invalid plan", extra={"fields": {"error": str(exc)}})
             return 2
+        self._reloaded(True)
         async with Registries(self.plan.registries, events=self.events) as registries:
             self._registries = registries
             self._runner = SyncRunner(self.plan, registries, events=self.events, locations=self.locations)
@@ -211,7 +233,9 @@ class Service:
             plan = self._load()
         except PlanError as exc:
             log.error("reload rejected, keeping the running plan", extra={"fields": {"error": str(exc)}})
+            self._reloaded(False, str(exc))
         else:
+            self._reloaded(True)
             self.plan = plan
             if self._registries is not None:
                 self._registries.update_settings(plan.registries)
@@ -222,13 +246,21 @@ class Service:
             log.info("plan reloaded", extra={"fields": {"entries": len(self._entries)}})
         self.notifier.ready()
 
+    def _reloaded(self, ok: bool, error: str | None = None) -> None:
+        now = time.time()
+        self.reload_state.record(ok, now, error)
+        self.metrics.config_reloaded(ok, now)
+
     async def _run_entry(self, name: str) -> bool:
         entry = self._entries.get(name)
         if entry is None or self._runner is None:
             return True
         st = self._status[name]
+        reason = self._reasons.pop(name, "start" if st.runs == 0 else "schedule")
         st.last_start, st.runs = time.time(), st.runs + 1
+        log_pass_started(name, reason)
         report = await self._runner.run_entry(entry, self._runner.new_engine())
+        log_pass_finished(name, reason, report)
         self._record(st, report)
         self.metrics.sync_run_finished(name, report.ok, report.finished - report.started, report.finished)
         return report.ok

@@ -3,10 +3,14 @@
 =====================  =========================================================================
 ``GET /metrics``       Prometheus text format
 ``GET /healthz``       200 ``ok`` while the event loop runs (answering at all is the proof)
-``GET /readyz``        200 ``ready`` / 503 ``not ready`` (:meth:`ServiceState.is_ready`)
+``GET /readyz``        200 ``ready`` / 503 ``not ready`` (:meth:`ServiceState.is_ready`), with the reason
+                       when the last plan reload was rejected
 ``GET /status``        JSON from :meth:`ServiceState.status`
-``POST /sync``         202 ``{"triggered": NAME | null}`` (null: every entry); ``?entry=NAME`` for one;
-                       404 for an unknown entry; 401 without the right bearer token when one is set
+``POST /sync``         202 ``{"triggered": NAME | null, "started": [NAME...], "queued": [NAME...]}``
+                       (``triggered`` null: every entry; ``started``: passes begun now; ``queued``:
+                       entries running already, which run once more right after); ``?entry=NAME``
+                       for one; 404 for an unknown entry; 401 without the right bearer token when
+                       one is set; 403 from a non-loopback client when no token is set
 =====================  =========================================================================
 
 Any other path answers 404, any other method on a known path 405 (aiohttp's router does both).
@@ -16,8 +20,10 @@ The trigger token is never logged, echoed or put in an error.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -34,6 +40,15 @@ _TOKEN: web.AppKey[Callable[[], str | None]] = web.AppKey("trigger_token")
 _BEARER = "bearer "
 
 
+@dataclass(frozen=True, slots=True)
+class Triggered:
+    """The answer to a trigger: entries whose pass started now, and entries already running, which
+    run once more right after (always truthy, so ``if state.trigger(...)`` reads as "accepted")."""
+
+    started: tuple[str, ...] = ()
+    queued: tuple[str, ...] = ()
+
+
 class ServiceState(Protocol):
     """What the HTTP layer needs from the running service."""
 
@@ -45,12 +60,12 @@ class ServiceState(Protocol):
         """The JSON-able ``/status`` body; it must hold no secrets."""
         ...
 
-    def trigger(self, entry: str | None) -> bool:
-        """Start a pass now over ``entry`` (every entry when None); False when the entry is unknown."""
+    def trigger(self, entry: str | None) -> Triggered | None:
+        """Start a pass now over ``entry`` (every entry when None); None when the entry is unknown."""
         ...
 
 
-class ListenError(MirrordError):
+class ListenError(MirrordError, OSError):
     """The HTTP server cannot listen on the address asked for; ``str(e)`` names it and says why."""
 
 
@@ -108,8 +123,14 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if request.app[_STATE].is_ready():
+    state = request.app[_STATE]
+    if state.is_ready():
         return web.Response(text="ready")
+    config = state.status().get("config") or {}
+    if config.get("reload_ok") is False:
+        # The plan on disk was rejected: say so, the old plan is still the one running.
+        reason = f"plan reload rejected: {config.get('last_reload_error')}"
+        return web.Response(status=503, text=f"not ready: {reason}")
     return web.Response(status=503, text="not ready")
 
 
@@ -124,9 +145,11 @@ async def _sync(request: web.Request) -> web.Response:
     entry = request.query.get("entry")
     if entry == "":
         return _error(400, "entry must not be empty")
-    if not request.app[_STATE].trigger(entry):
+    triggered = request.app[_STATE].trigger(entry)
+    if triggered is None:
         return _error(404, "unknown entry")
-    return web.json_response({"triggered": entry}, status=202)
+    body = {"triggered": entry, "started": list(triggered.started), "queued": list(triggered.queued)}
+    return web.json_response(body, status=202)
 
 
 def _check_token(request: web.Request) -> web.Response | None:
@@ -138,12 +161,25 @@ def _check_token(request: web.Request) -> web.Response | None:
         log.exception("cannot read the trigger token; refusing POST /sync")
         return _error(503, "trigger token unavailable")
     if not expected:
-        return None
+        # Without a token anyone who can reach the port could start passes: only this host may.
+        if is_loopback(request.remote):
+            return None
+        return _error(403, "without server.trigger_token_file only loopback clients may POST")
     if _bearer_matches(request.headers.get("Authorization", ""), expected):
         return None
     response = _error(401, "a valid bearer token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="mirrord"'
     return response
+
+
+def is_loopback(remote: str | None) -> bool:
+    """True for a loopback peer address (``127.0.0.0/8``, ``::1``, ``::ffff:127.0.0.1``)."""
+    try:
+        address = ipaddress.ip_address((remote or "").split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def _bearer_matches(header: str, expected: str) -> bool:

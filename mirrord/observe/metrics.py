@@ -71,6 +71,7 @@ class Metrics:
         self._define_sync()
         self._define_transfer()
         self._define_http()
+        self._define_config()
         build_info = Gauge(
             "mirrord_build_info", "mirrord build information (always 1)", ["version"], registry=self.registry
         )
@@ -144,6 +145,18 @@ class Metrics:
             registry=reg,
         )
 
+    def _define_config(self) -> None:
+        self.config_reload_success = Gauge(
+            "mirrord_config_reload_success",
+            "1 when the last plan load or SIGHUP reload was accepted, 0 when it was rejected",
+            registry=self.registry,
+        )
+        self.config_reload_timestamp = Gauge(
+            "mirrord_config_reload_timestamp_seconds",
+            "Unix time of the last plan load or SIGHUP reload, accepted or not",
+            registry=self.registry,
+        )
+
     # -- events -------------------------------------------------------------------------------------
 
     def subscribe(self, bus: EventBus) -> Callable[[], None]:
@@ -192,6 +205,11 @@ class Metrics:
         self.sync_duration.labels(entry=entry).observe(max(0.0, seconds))
         if ok:
             self.last_success.labels(entry=entry).set(finished_at)
+
+    def config_reloaded(self, ok: bool, at: float) -> None:
+        """Record a plan load or reload attempt at Unix time ``at`` and whether it was accepted."""
+        self.config_reload_success.set(1 if ok else 0)
+        self.config_reload_timestamp.set(at)
 
     def declare_entries(self, names: Iterable[str]) -> None:
         """Make the plan's entries the declared set: create their zero series, drop removed ones.

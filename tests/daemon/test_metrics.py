@@ -44,6 +44,8 @@ CONTRACT = {
     "mirrord_inflight_transfers": ("gauge", set()),
     "mirrord_ratelimit_remaining": ("gauge", {"registry"}),
     "mirrord_build_info": ("gauge", {"version"}),
+    "mirrord_config_reload_success": ("gauge", set()),
+    "mirrord_config_reload_timestamp_seconds": ("gauge", set()),
 }
 
 
@@ -95,6 +97,15 @@ def test_contract_names_types_and_labels() -> None:
         assert family.samples, name
         for s in family.samples:
             assert set(s.labels) - {"le"} == labels, (name, s.labels)
+
+
+def test_config_reloads_are_recorded() -> None:
+    metrics = Metrics()
+    metrics.config_reloaded(True, 1_700_000_000.0)
+    assert value(metrics, "mirrord_config_reload_success") == 1.0
+    metrics.config_reloaded(False, 1_700_000_060.0)
+    assert value(metrics, "mirrord_config_reload_success") == 0.0
+    assert value(metrics, "mirrord_config_reload_timestamp_seconds") == 1_700_000_060.0
 
 
 def test_build_info_is_one_with_the_version() -> None:

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mirrord.daemon.web import make_app, start_server
+from mirrord.daemon.web import Triggered, is_loopback, make_app, start_server
 from mirrord.observe.metrics import Metrics
 
 TOKEN = "s3cr3t-trigger-token"
@@ -24,18 +24,25 @@ class FakeState:
     ready: bool = True
     entries: tuple[str, ...] = ("nginx", "alpine")
     triggered: list[str | None] = field(default_factory=list)
+    running: tuple[str, ...] = ()
+    config: dict[str, Any] = field(default_factory=lambda: {"reload_ok": True})
 
     def is_ready(self) -> bool:
         return self.ready
 
     def status(self) -> dict[str, Any]:
-        return {"entries": {name: {"result": "success", "next_run": 1.5} for name in self.entries}}
+        entries = {name: {"result": "success", "next_run": 1.5} for name in self.entries}
+        return {"config": self.config, "entries": entries}
 
-    def trigger(self, entry: str | None) -> bool:
+    def trigger(self, entry: str | None) -> Triggered | None:
         if entry is not None and entry not in self.entries:
-            return False
+            return None
         self.triggered.append(entry)
-        return True
+        names = [entry] if entry else list(self.entries)
+        return Triggered(
+            started=tuple(n for n in names if n not in self.running),
+            queued=tuple(n for n in names if n in self.running),
+        )
 
 
 @dataclass
@@ -107,9 +114,70 @@ async def test_status_is_json(server: Server) -> None:
 
 
 async def test_sync_all_and_one(server: Server) -> None:
-    assert await post(server, "/sync") == (202, {"triggered": None})
-    assert await post(server, "/sync?entry=nginx") == (202, {"triggered": "nginx"})
+    assert await post(server, "/sync") == (
+        202,
+        {"triggered": None, "started": ["nginx", "alpine"], "queued": []},
+    )
+    assert await post(server, "/sync?entry=nginx") == (
+        202,
+        {"triggered": "nginx", "started": ["nginx"], "queued": []},
+    )
     assert server.state.triggered == [None, "nginx"]
+
+
+async def test_sync_says_which_entries_started_and_which_were_queued(server: Server) -> None:
+    server.state.running = ("alpine",)
+    body = {"triggered": None, "started": ["nginx"], "queued": ["alpine"]}
+    assert await post(server, "/sync") == (202, body)
+
+
+async def test_readyz_names_a_rejected_reload(server: Server) -> None:
+    server.state.ready = False
+    server.state.config = {"reload_ok": False, "last_reload_error": "plan.yaml:3: sync: bad"}
+    assert await get(server, "/readyz") == (
+        503,
+        "text/plain",
+        "not ready: plan reload rejected: plan.yaml:3: sync: bad",
+    )
+
+
+@pytest.mark.parametrize(
+    ("remote", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.5", False),
+        ("192.168.1.2", False),
+        ("::ffff:10.0.0.5", False),
+        ("fe80::1%eth0", False),
+        (None, False),
+        ("", False),
+        ("not-an-address", False),
+    ],
+)
+def test_is_loopback(remote: str | None, loopback: bool) -> None:
+    assert is_loopback(remote) is loopback
+
+
+@pytest.mark.parametrize("remote", ["10.0.0.5", "192.168.1.2"])
+async def test_without_a_token_only_loopback_clients_may_post(remote: str) -> None:
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    state, metrics = FakeState(), Metrics()
+    app = make_app(state, metrics, trigger_token=_none)
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        (remote, 40000) if name == "peername" else default
+    )
+    request = make_mocked_request("POST", "/sync", app=app, transport=transport)
+    match_info = await app.router.resolve(request)
+    response = await match_info.handler(request)
+    assert response.status == 403
+    assert state.triggered == []
 
 
 async def test_sync_unknown_or_empty_entry(server: Server) -> None:
@@ -149,7 +217,7 @@ async def test_sync_accepts_the_token(server: Server, scheme: str, caplog: pytes
     caplog.set_level(logging.DEBUG)
     server.token[0] = TOKEN
     status, body = await post(server, "/sync?entry=nginx", {"Authorization": f"{scheme} {TOKEN}"})
-    assert (status, body) == (202, {"triggered": "nginx"})
+    assert (status, body) == (202, {"triggered": "nginx", "started": ["nginx"], "queued": []})
     assert TOKEN not in caplog.text
 
 
