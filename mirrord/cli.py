@@ -156,6 +156,10 @@ def _check(path: str) -> int:
     plan = _load(path)
     if plan is None:
         return EXIT_INVALID
+    from mirrord.plan import plan_warnings
+
+    for warning in plan_warnings(plan):
+        print(f"mirrord: warning: {warning}", file=sys.stderr)
     import yaml
 
     print(yaml.safe_dump(plan_to_dict(plan), sort_keys=False), end="")

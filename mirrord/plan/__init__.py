@@ -7,12 +7,13 @@ described in the product contract and, key by key, in ``config/mirrord.yaml``;
 
 Modules: ``model`` (the objects), ``nodes`` (YAML nodes with lines), ``registries`` (``registries:``
 and ``server:``), ``fields`` and ``entries`` (``defaults:`` and ``sync:``), ``loader``, ``output``
-(``plan_to_dict``, ``check_secrets``).
+(``plan_to_dict``, ``check_secrets``), ``overlap`` (checks across entries, ``plan_warnings``).
 """
 
 from mirrord.plan.loader import load_plan, parse_plan
 from mirrord.plan.model import Entry, Plan, PlanError, ServerConfig, TargetConfig
 from mirrord.plan.output import check_secrets, plan_to_dict
+from mirrord.plan.overlap import plan_warnings
 
 __all__ = [
     "Entry",
@@ -24,4 +25,5 @@ __all__ = [
     "load_plan",
     "parse_plan",
     "plan_to_dict",
+    "plan_warnings",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from mirrord.plan.entries import parse_defaults, parse_entries
 from mirrord.plan.model import Plan, PlanError
 from mirrord.plan.nodes import Value, compose
+from mirrord.plan.overlap import check_overlaps
 from mirrord.plan.registries import parse_registries, parse_server
 
 ROOT_KEYS = ("version", "registries", "defaults", "sync", "server")
@@ -37,6 +38,7 @@ def parse_plan(text: str, path: str = "<plan>") -> Plan:
     registries = parse_registries(items["registries"], origins) if "registries" in items else {}
     defaults = parse_defaults(items.get("defaults"))
     entries = parse_entries(items.get("sync"), defaults)
+    check_overlaps(entries, items.get("sync"))
     server = parse_server(items.get("server"), origins)
     return Plan(path=path, registries=registries, entries=tuple(entries), server=server, origins=origins)
 

@@ -23,6 +23,7 @@ from mirrord.oci.convert import unsupported_transform
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
+from mirrord.sync.hints import warn_if_nothing_selected
 from mirrord.sync.report import EntryReport, ImageReport, display, image_report
 from mirrord.sync.state import conversions_beside
 
@@ -163,6 +164,7 @@ class SyncRunner:
             return list(entry.tags.exact), None
         all_tags = await source.tags_list()
         selected = entry.tags.select(all_tags) if entry.tags is not None else sorted(all_tags)
+        warn_if_nothing_selected(entry, all_tags, selected)
         return selected, all_tags
 
     def _open_target(self, target: TargetConfig) -> Repository:

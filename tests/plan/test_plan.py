@@ -160,6 +160,7 @@ def test_defaults_merge_and_entry_overrides() -> None:
             prune: false
             tags: [stable]
           - source: example.com/c:1.0.0
+            target: mirror.example.com/c  # not the defaults' target, which entry a prunes (issue 14)
         """
     )
     a, b, c = plan.entries
@@ -288,6 +289,7 @@ def test_yaml_merge_keys_and_raw_scalars() -> None:
             interval: 1d
           - <<: *base
             source: example.com/b
+            target: mirror.example.com/b  # one target repository per entry (issue 14)
         """
     )
     assert merged.entries[1].interval == 86400
