@@ -1,28 +1,46 @@
 # mirrord — the two commands a new machine needs:
-#   make demo   set everything up and mirror a sample multi-platform image between throwaway registries
+#   make demo   set up what the demo needs (docker-registry, skopeo, a venv without the test extras) and
+#               mirror a sample multi-platform image between throwaway registries on free ports
 #   make test   set everything up and run ruff, mypy and the whole test suite (what CI runs)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: all deps venv lint typecheck pytest test demo bench clean
+.PHONY: all deps demo-deps venv demo-venv lint typecheck pytest test demo bench clean
 
 all: test
 
 deps:  ## Debian packages the tests and the demo use (docker-registry, skopeo, oci-image-tool, prometheus)
 	bash scripts/install-deps.sh
 
-$(STAMP): pyproject.toml
+demo-deps:  ## only the Debian packages the demo runs: docker-registry and skopeo
+	bash scripts/install-deps.sh --demo
+
+# A virtualenv with pip up to date (python3-venv installed first when venv or ensurepip is missing).
+define make-venv
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null \
 	  || bash scripts/install-deps.sh --python-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+endef
+
+$(STAMP): pyproject.toml
+	$(make-venv)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The demo needs mirrord and its runtime dependencies only, not the test toolchain.
+$(DEMO_STAMP): pyproject.toml
+	$(make-venv)
+	$(BIN)/pip install --quiet -e .
+	touch $(DEMO_STAMP)
+
 venv: $(STAMP)
+
+demo-venv: $(DEMO_STAMP)
 
 lint: venv
 	$(BIN)/ruff check mirrord tests bench scripts
@@ -36,7 +54,7 @@ pytest: venv
 
 test: deps venv lint typecheck pytest
 
-demo: deps venv
+demo: demo-deps demo-venv
 	$(BIN)/python scripts/demo.py
 
 bench: deps venv

@@ -1,15 +1,17 @@
 """`make demo`: mirror sample images between two throwaway local registries with `mirrord sync`.
 
-Starts Debian's docker-registry on 127.0.0.1:5901 (source) and :5902 (target), seeds the source with
-multi-platform images built by mirrord's own code (mirrord.testing.sample), runs `mirrord sync -c
-config/demo.yaml` twice (the second pass finds everything unchanged), checks the copies with skopeo,
-and stops the registries.
+Starts Debian's docker-registry twice on free ports of 127.0.0.1 (source and target; a port taken
+between picking and binding is picked again), writes config/demo.yaml with those ports to
+.demo/demo.yaml, seeds the source with multi-platform images built by mirrord's own code
+(mirrord.testing.sample), runs `mirrord sync` twice (the second pass finds everything unchanged),
+checks the copies with skopeo, and stops the registries. $MIRRORD_DEMO_DIR moves .demo elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -23,24 +25,44 @@ from mirrord.registry.hub import Registries
 from mirrord.testing.sample import push_sample, sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".demo"
-PLAN = ROOT / "config" / "demo.yaml"
-SOURCE, TARGET = "127.0.0.1:5901", "127.0.0.1:5902"
+WORK = Path(os.environ.get("MIRRORD_DEMO_DIR") or ROOT / ".demo").resolve()
+TEMPLATE = ROOT / "config" / "demo.yaml"
+#: The hosts config/demo.yaml is written for; the demo replaces them with the ports it got.
+TEMPLATE_SOURCE, TEMPLATE_TARGET = "127.0.0.1:5901", "127.0.0.1:5902"
 MIRRORD = [sys.executable, "-m", "mirrord"]
+ATTEMPTS = 3
 
 
-def _port_free(host_port: str) -> bool:
-    host, port = host_port.split(":")
+class PortTaken(Exception):
+    """The registry could not bind its port (taken since it was picked)."""
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now (the kernel's pick)."""
     with socket.socket() as sock:
-        return sock.connect_ex((host, int(port))) != 0
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def prefixed(host: str) -> str:
+    """How target_prefix spells a source host in a repository path (127.0.0.1:5901 -> 127.0.0.1_5901)."""
+    return host.replace(":", "_")
+
+
+def demo_plan(template: str, source: str, target: str, work: Path) -> str:
+    """config/demo.yaml's text with the template's hosts replaced by ``source`` and ``target``, and
+    its OCI layout (``oci:.demo/layout``, relative to the checkout) put under ``work``."""
+    text = template.replace(prefixed(TEMPLATE_SOURCE), prefixed(source))
+    text = text.replace(TEMPLATE_SOURCE, source).replace(TEMPLATE_TARGET, target)
+    return text.replace("oci:.demo/layout", f"oci:{work}/layout")
 
 
 @contextlib.contextmanager
 def registry(host_port: str) -> Iterator[None]:
-    """A throwaway docker-registry with storage under .demo/, stopped on exit."""
-    if not _port_free(host_port):
-        sys.exit(f"demo: {host_port} is in use; stop whatever listens there and run `make demo` again")
-    data = WORK / host_port.replace(":", "_")
+    """A throwaway docker-registry with storage under .demo/, stopped on exit; PortTaken when it
+    cannot bind."""
+    data = WORK / prefixed(host_port)
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     config = data / "config.yml"
@@ -60,6 +82,8 @@ def registry(host_port: str) -> Iterator[None]:
                 urllib.request.urlopen(f"http://{host_port}/v2/", timeout=1).close()
                 break
             except OSError:
+                if proc.poll() is not None and "address already in use" in _log_text(data):
+                    raise PortTaken(host_port) from None
                 if time.monotonic() > deadline or proc.poll() is not None:
                     sys.exit(f"demo: docker-registry on {host_port} did not start (see {data}/registry.log)")
                 time.sleep(0.1)
@@ -69,7 +93,25 @@ def registry(host_port: str) -> Iterator[None]:
         proc.wait(10)
 
 
-async def seed() -> None:
+def _log_text(data: Path) -> str:
+    return (data / "registry.log").read_text(errors="replace").lower()
+
+
+@contextlib.contextmanager
+def registries() -> Iterator[tuple[str, str]]:
+    """Source and target registries on free ports: (source host, target host)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        source, target = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+        try:
+            with registry(source), registry(target):
+                yield source, target
+                return
+        except PortTaken as taken:
+            if attempt == ATTEMPTS:
+                sys.exit(f"demo: {taken} was taken by another program {ATTEMPTS} times; run it again")
+
+
+async def seed(source: str) -> None:
     """Push the sample images to the source registry."""
     async with Registries() as registries:
         for tag, seed_no, kind in [
@@ -77,11 +119,11 @@ async def seed() -> None:
             ("1.1.0", 2, "oci-index"),
             ("2.0.0-rc.1", 3, "attested-index"),
         ]:
-            repo, _ = registries.open(f"{SOURCE}/demo/app")
+            repo, _ = registries.open(f"{source}/demo/app")
             await push_sample(repo, sample_image("app", kind=kind, seed=seed_no, base_seed=0), tag)
-        repo, _ = registries.open(f"{SOURCE}/demo/tools")
+        repo, _ = registries.open(f"{source}/demo/tools")
         await push_sample(repo, sample_image("tools", kind="oci-index", seed=9, base_seed=0), "stable")
-    print(f"seeded {SOURCE}: demo/app:1.0.0, 1.1.0, 2.0.0-rc.1 (multi-platform), demo/tools:stable")
+    print(f"seeded {source}: demo/app:1.0.0, 1.1.0, 2.0.0-rc.1 (multi-platform), demo/tools:stable")
 
 
 def run(*args: str) -> int:
@@ -89,15 +131,16 @@ def run(*args: str) -> int:
     return subprocess.call([*MIRRORD, *args], cwd=ROOT)
 
 
-def verify() -> None:
+def verify(source: str, target: str) -> bool:
     """Digests at the mirror equal the source's, as skopeo (not mirrord) reads them."""
     if shutil.which("skopeo") is None:
         print("skopeo not installed: skipping the independent check")
-        return
+        return True
     pairs = [
-        (f"{SOURCE}/demo/app:1.0.0", f"{TARGET}/mirror/127.0.0.1_5901/demo/app:1.0.0"),
-        (f"{SOURCE}/demo/tools:stable", f"{TARGET}/hub/demo/tools:stable"),
+        (f"{source}/demo/app:1.0.0", f"{target}/mirror/{prefixed(source)}/demo/app:1.0.0"),
+        (f"{source}/demo/tools:stable", f"{target}/hub/demo/tools:stable"),
     ]
+    same_everywhere = True
     for src, dst in pairs:
         digests = [
             subprocess.run(
@@ -110,27 +153,25 @@ def verify() -> None:
             for ref in (src, dst)
         ]
         same = "identical" if digests[0] == digests[1] and digests[0] != "?" else "DIFFERENT"
+        same_everywhere = same_everywhere and same == "identical"
         print(f"skopeo: {dst} {same} to {src} (list digest {digests[0]})")
+    return same_everywhere
 
 
 def main() -> int:
     shutil.rmtree(WORK / "layout", ignore_errors=True)
-    with registry(SOURCE), registry(TARGET):
-        asyncio.run(seed())
-        first = run(
-            "--log-format",
-            "text",
-            "sync",
-            "-c",
-            str(PLAN),
-            "--no-progress",
-            "--report",
-            str(WORK / "report.json"),
-        )
-        second = run("--log-format", "text", "sync", "-c", str(PLAN), "--no-progress")
-        verify()
+    WORK.mkdir(parents=True, exist_ok=True)
+    with registries() as (source, target):
+        plan = WORK / "demo.yaml"
+        plan.write_text(demo_plan(TEMPLATE.read_text(), source, target, WORK))
+        print(f"registries: source {source}, target {target}; plan {plan}")
+        asyncio.run(seed(source))
+        sync = ("--log-format", "text", "sync", "-c", str(plan), "--no-progress")
+        first = run(*sync, "--report", str(WORK / "report.json"))
+        second = run(*sync)
+        identical = verify(source, target)
     print(f"report: {WORK / 'report.json'}; OCI layout: {WORK / 'layout'}")
-    return first or second
+    return first or second or (0 if identical else 1)
 
 
 if __name__ == "__main__":

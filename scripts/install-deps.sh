@@ -3,7 +3,7 @@
 #   docker-registry (the reference registry), skopeo, oci-image-tool, prometheus (promtool + server),
 #   systemd (systemd-analyze, which checks deploy/systemd/mirrord.service).
 # With --python-venv, also the python3-venv package (the Makefile asks for it when `python3 -m venv`
-# or ensurepip is missing).
+# or ensurepip is missing). With --demo, only what `make demo` runs: docker-registry and skopeo.
 #
 # Idempotent: only what is missing is installed (one `apt-get update`, then one `apt-get install`);
 # with everything present it changes nothing and needs no root. Package installs must not leave
@@ -11,10 +11,12 @@
 set -euo pipefail
 
 want_venv=0
+demo_only=0
 for arg in "$@"; do
     case "$arg" in
         --python-venv) want_venv=1 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        --demo) demo_only=1 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "install-deps: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
@@ -22,6 +24,9 @@ done
 # tool -> Debian package
 tools=(docker-registry:docker-registry skopeo:skopeo oci-image-tool:oci-image-tool
        promtool:prometheus prometheus:prometheus systemd-analyze:systemd)
+if [[ $demo_only == 1 ]]; then
+    tools=(docker-registry:docker-registry skopeo:skopeo)
+fi
 
 missing=()
 add_missing() {
