@@ -14,17 +14,7 @@ from mirrord.cliutil.failures import UsageError
 from mirrord.oci.errors import InvalidReference
 from mirrord.plan import Entry, Plan
 from mirrord.registry.layout.reference import LAYOUT_SCHEME, parse_layout_reference
-
-#: How many names an error lists before it says "and N more".
-SHOWN = 20
-
-
-def listing(names: Sequence[str], shown: int = SHOWN) -> str:
-    """``a, b, c`` (``none`` when empty; ``..., and N more`` past ``shown``)."""
-    if not names:
-        return "none"
-    head = ", ".join(names[:shown])
-    return head if len(names) <= shown else f"{head}, and {len(names) - shown} more"
+from mirrord.sync.hints import listing
 
 
 def check_report_path(path: str | None) -> None:

@@ -1,4 +1,5 @@
-"""Warnings a pass gives when an entry is valid but selects nothing, with what it could have selected.
+"""Hints a pass gives about what would have worked: the tags a filter could have selected, the tags
+there when a named one is missing.
 
 A tag filter that matches none of the source's tags is usually a typo (``^v1\\.`` for tags ``1.2.3``);
 the pass is not failed for it (the source may simply not have published yet), but a warning names the
@@ -12,6 +13,9 @@ from collections.abc import Sequence
 
 from mirrord.plan import Entry
 from mirrord.plan.tags import sort_tags
+from mirrord.registry.base import Repository
+from mirrord.registry.errors import RegistryError
+from mirrord.sync.report import ImageReport
 
 log = logging.getLogger("mirrord.sync")
 
@@ -30,3 +34,47 @@ def warn_if_nothing_selected(entry: Entry, source_tags: Sequence[str], selected:
     newest = sort_tags(list(source_tags))[-SHOWN_TAGS:][::-1]
     fields = {"entry": entry.name, "source": entry.source, "available": newest, "tags": len(source_tags)}
     log.warning("tag filter matches none of the source's tags", extra={"fields": fields})
+
+
+#: How many names a hint lists before it says "and N more".
+SHOWN_NAMES = 20
+
+
+def listing(names: Sequence[str], shown: int = SHOWN_NAMES) -> str:
+    """``a, b, c`` (``none`` when empty; ``..., and N more`` past ``shown``)."""
+    if not names:
+        return "none"
+    head = ", ".join(names[:shown])
+    return head if len(names) <= shown else f"{head}, and {len(names) - shown} more"
+
+
+async def missing_tags(source: Repository, references: Sequence[str]) -> tuple[set[str], list[str]]:
+    """Which of ``references`` are tags ``source`` does not have, and its tags, newest first.
+
+    Digests are never reported missing (there is no list of digests to offer). When the tag list
+    cannot be read, nothing is reported. One tag-list read; call it on failure paths only.
+    """
+    tags = [r for r in references if ":" not in r]
+    if not tags:
+        return set(), []
+    try:
+        present = await source.tags_list()
+    except RegistryError:
+        return set(), []
+    return set(tags) - set(present), sort_tags(list(present))[::-1]
+
+
+async def add_missing_tag_hints(
+    source: Repository, versions: Sequence[str], reports: Sequence[ImageReport]
+) -> None:
+    """Append ``tags there: ...`` to the error of each image that failed because its tag is missing."""
+    failed = {
+        v: r
+        for v, r in zip(versions, reports, strict=True)
+        if r.result == "failed" and "not found" in (r.error or "").lower()
+    }
+    if not failed:
+        return
+    missing, present = await missing_tags(source, list(failed))
+    for version in missing:
+        failed[version].error = f"{failed[version].error}; tags there: {listing(present)}"

@@ -23,7 +23,7 @@ from mirrord.oci.convert import unsupported_transform
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
-from mirrord.sync.hints import warn_if_nothing_selected
+from mirrord.sync.hints import add_missing_tag_hints, warn_if_nothing_selected
 from mirrord.sync.report import EntryReport, ImageReport, display, image_report
 from mirrord.sync.state import conversions_beside
 
@@ -226,7 +226,11 @@ class SyncRunner:
         self._recheck = {k for k in self._recheck if k[0] != entry.name} | {
             (entry.name, v) for v, r in zip(versions, results, strict=True) if r.outcome != "unchanged"
         }
-        return [image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)]
+        reports = [
+            image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)
+        ]
+        await add_missing_tag_hints(source, versions, reports)
+        return reports
 
     async def _dry_run(
         self,

@@ -13,12 +13,12 @@ from mirrord.cliutil.checks import (
     check_layout_target,
     check_report_path,
     check_state_dir,
-    listing,
     parse_listen,
     select_entries,
 )
 from mirrord.cliutil.failures import UsageError, report_internal_error, report_usage_error
 from mirrord.plan import parse_plan
+from mirrord.sync.hints import listing
 
 PLAN = """
 version: 1

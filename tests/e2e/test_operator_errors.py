@@ -85,10 +85,10 @@ async def test_copy_takes_docker_prefix_and_lists_tags_when_one_is_missing(
     # No tag names `latest`, which is not there: the error lists what is.
     result = await run_cli("copy", f"oci:{layout}", f"oci:{tmp_path}/out", "--no-progress")
     assert result.code == 1
-    assert result.stderr.strip().splitlines()[-1].endswith("; tags there: 1.0, 2.0")
+    assert result.stderr.strip().splitlines()[-1].endswith("; tags there: 2.0, 1.0")
     result = await run_cli("copy", f"{plain_registry.host}/{unique_repo}:3.0", f"oci:{tmp_path}/out")
     assert result.code == 1
-    assert result.stderr.strip().splitlines()[-1].endswith("; tags there: 1.0, 2.0")
+    assert result.stderr.strip().splitlines()[-1].endswith("; tags there: 2.0, 1.0")
 
 
 def test_global_flags_after_the_subcommand(tmp_path: Path) -> None:

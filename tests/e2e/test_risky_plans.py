@@ -64,3 +64,20 @@ async def test_a_filter_matching_nothing_warns_with_the_available_tags(
     assert warnings[0]["entry"] == "app"
     assert warnings[0]["available"] == ["2.0.0", "1.1.0", "1.0.0"]  # newest first
     assert "nothing to do" in result.stdout
+
+
+async def test_a_missing_tag_lists_the_tags_that_are_there(
+    plain_registry: RegistryServer, registry_factory: object, unique_repo: str, tmp_path: Path
+) -> None:
+    target = registry_factory("plain")  # type: ignore[operator]
+    await seed(plain_registry.host, unique_repo, images("1.0.0", "1.1.0"))
+    plan = entry_plan(
+        tmp_path / "p.yaml", plain_registry.host, target.host, unique_repo, "['1.0.0', '1.2.0']", name="app"
+    )
+    report = tmp_path / "r.json"
+    result = await run_cli("sync", "-c", str(plan), "--report", str(report))
+    assert result.code == 1
+    failed = [i for i in json.loads(report.read_text())["images"] if i["result"] == "failed"]
+    assert [i["source"].rsplit(":", 1)[1] for i in failed] == ["1.2.0"]
+    assert failed[0]["error"].endswith("not found; tags there: 1.1.0, 1.0.0")
+    assert "tags there: 1.1.0, 1.0.0" in result.stdout

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 
 import pytest
 from rich.console import Console
 
 from mirrord.core import events as ev
 from mirrord.observe.progress import ProgressBars, human_bytes, human_rate
+from tests.observe.terminal import screen
 
 MB = 1_000_000
 
@@ -106,26 +106,6 @@ def test_failures_and_retries_are_visible_and_cancelled_transfers_are_not_done(
     assert rows["bytes"] == "10.0/20.0 MB 7.5 MB/s 0:00:02"
 
 
-def _screen(output: str) -> list[str]:
-    """What a terminal shows after ``output``: newlines, carriage returns, erase-line and cursor-up."""
-    lines, row, col = [""], 0, 0
-    for token in re.split(r"(\x1b\[[0-9;?]*[A-Za-z]|\n|\r)", output):
-        if token == "\n":
-            row, col = row + 1, 0
-            lines += [""] * (row + 1 - len(lines))
-        elif token == "\r":
-            col = 0
-        elif token == "\x1b[2K":
-            lines[row] = ""
-        elif token == "\x1b[1A":
-            row = max(0, row - 1)
-        elif token and not token.startswith("\x1b"):
-            line = lines[row].ljust(col)
-            lines[row] = line[:col] + token + line[col + len(token) :]
-            col += len(token)
-    return [line.rstrip() for line in lines if line.strip()]
-
-
 def test_log_records_go_above_the_bars_and_handlers_come_back() -> None:
     terminal = io.StringIO()
     # The handler a one-shot command installs, writing to the same terminal as the bars.
@@ -147,10 +127,10 @@ def test_log_records_go_above_the_bars_and_handlers_come_back() -> None:
         root.removeHandler(original)
         for handler in saved:
             root.addHandler(handler)
-    screen = _screen(terminal.getvalue())
-    assert screen[0] == "WARNING mirrord.test: retrying :x: registry=dst"  # whole, on its own line
-    assert [line.split()[0] for line in screen[1:]] == ["images", "blobs", "bytes"]
-    assert screen[1].endswith("0/1")
+    lines = screen(terminal.getvalue())
+    assert lines[0] == "WARNING mirrord.test: retrying :x: registry=dst"  # whole, on its own line
+    assert [line.split()[0] for line in lines[1:]] == ["images", "blobs", "bytes"]
+    assert lines[1].endswith("0/1")
 
 
 @pytest.mark.parametrize(
