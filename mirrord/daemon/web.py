@@ -9,8 +9,9 @@
 ``POST /sync``         202 ``{"triggered": NAME | null, "started": [NAME...], "queued": [NAME...]}``
                        (``triggered`` null: every entry; ``started``: passes begun now; ``queued``:
                        entries running already, which run once more right after); ``?entry=NAME``
-                       for one; 404 for an unknown entry; 401 without the right bearer token when
-                       one is set; 403 from a non-loopback client when no token is set
+                       for one; 404 for an unknown entry (listing the entries); 401 without the
+                       right bearer token when one is set; 403 from a non-loopback client when no
+                       token is set
 =====================  =========================================================================
 
 Any other path answers 404, any other method on a known path 405 (aiohttp's router does both).
@@ -147,7 +148,9 @@ async def _sync(request: web.Request) -> web.Response:
         return _error(400, "entry must not be empty")
     triggered = request.app[_STATE].trigger(entry)
     if triggered is None:
-        return _error(404, "unknown entry")
+        # The caller passed the token check (or is local): naming the valid entries tells nothing new.
+        entries = list(request.app[_STATE].status().get("entries", {}))
+        return web.json_response({"error": f"unknown entry {entry!r}", "entries": entries}, status=404)
     body = {"triggered": entry, "started": list(triggered.started), "queued": list(triggered.queued)}
     return web.json_response(body, status=202)
 

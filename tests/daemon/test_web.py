@@ -181,7 +181,10 @@ async def test_without_a_token_only_loopback_clients_may_post(remote: str) -> No
 
 
 async def test_sync_unknown_or_empty_entry(server: Server) -> None:
-    assert (await post(server, "/sync?entry=nope"))[0] == 404
+    assert await post(server, "/sync?entry=nope") == (
+        404,
+        {"error": "unknown entry 'nope'", "entries": ["nginx", "alpine"]},
+    )
     assert (await post(server, "/sync?entry="))[0] == 400
     assert server.state.triggered == []
 
