@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -105,7 +106,9 @@ async def start_server(app: web.Application, host: str, port: int) -> tuple[web.
         bound = runner.addresses[0][1]
     except OSError as exc:
         await runner.cleanup()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        # asyncio's message repeats the address; the errno's own text is the reason.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
     except BaseException:
         await runner.cleanup()
         raise

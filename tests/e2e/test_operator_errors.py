@@ -56,7 +56,9 @@ async def test_run_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         result = await run_cli("run", "-c", str(plan), "--listen", f"127.0.0.1:{port}")
     assert result.code == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(f"mirrord: cannot listen on 127.0.0.1:{port}: ")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mirrord: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
     assert "Traceback" not in result.stderr
 
 
