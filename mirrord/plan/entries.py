@@ -147,7 +147,7 @@ def _targets(
     out = []
     for spec in specs:
         _check_target(spec, source)
-        fmt = cast(Format, spec.format or _get(merged, "format", "keep"))
+        fmt = cast(Format, spec.format or _get(merged, "format", _default_format(spec.ref)))
         compression = cast(Compression, spec.compression or _get(merged, "compression", "keep"))
         _check_transform(item, spec, merged, fmt, compression)
         out.append(
@@ -186,6 +186,12 @@ def _check_transform(
     inherited = [merged[n].origin for n in ("compression", "format") if n in merged]
     origin = given[0] if given else max(inherited, key=lambda v: v.line or 0, default=item)
     raise origin.error(f"target {spec.ref}: {refused} (no pass could copy to it)")
+
+
+def _default_format(ref: str) -> str:
+    """``oci`` for an OCI layout target (skopeo and podman find a tag there only on an OCI manifest or
+    index: a Docker list in index.json is "no descriptor found"), ``keep`` for a registry."""
+    return "oci" if ref.startswith("oci:") else "keep"
 
 
 def _check_target(spec: f.TargetSpec, source: f.Source) -> None:

@@ -89,7 +89,7 @@ def test_contract_example_loads() -> None:
     assert nginx.source == "docker.io/library/nginx"
     assert nginx.targets == (
         TargetConfig(ref="mirror.example.com/hub/library/nginx"),
-        TargetConfig(ref="oci:/srv/airgap/nginx"),
+        TargetConfig(ref="oci:/srv/airgap/nginx", format="oci"),
     )
     assert nginx.tags is not None
     assert [p.pattern for p in nginx.tags.include] == [r"^1\.2[7-9]\.", "^stable$"]
@@ -133,7 +133,7 @@ def test_demo_config_loads() -> None:
     plan = load_plan(REPO / "config" / "demo.yaml")
     app = plan.entry("app")
     assert app.targets == (TargetConfig(ref="127.0.0.1:5902/mirror/127.0.0.1_5901/demo/app"),)
-    assert plan.entry("app-arm64").targets[1] == TargetConfig(ref="oci:.demo/layout")
+    assert plan.entry("app-arm64").targets[1] == TargetConfig(ref="oci:.demo/layout", format="oci")
 
 
 def test_defaults_merge_and_entry_overrides() -> None:
@@ -203,7 +203,28 @@ def test_target_prefix_naming(source: str, prefix: str, target: str) -> None:
         sync: [{{source: '{source}'}}]
         """
     )
-    assert plan.entries[0].targets == (TargetConfig(ref=target),)
+    layout = target.startswith("oci:")
+    assert plan.entries[0].targets == (TargetConfig(ref=target, format="oci" if layout else "keep"),)
+
+
+def test_a_layout_target_defaults_to_oci_format_unless_told() -> None:
+    # skopeo and podman find a tag in a layout only on an OCI manifest or index (product.md: default
+    # `oci` for oci: layouts); an explicit format, on the target or in defaults, still wins.
+    plan = plan_of(
+        """
+        version: 1
+        sync:
+          - name: a
+            source: r.io/x/a
+            targets: [oci:/srv/a, r2.io/x/a, {ref: 'oci:/srv/k', format: keep}]
+          - name: b
+            source: r.io/x/b
+            target: oci:/srv/b
+            format: docker
+        """
+    )
+    assert [t.format for t in plan.entry("a").targets] == ["oci", "keep", "keep"]
+    assert [t.format for t in plan.entry("b").targets] == ["docker"]
 
 
 def test_short_names_and_search_registries() -> None:
