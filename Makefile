@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: all deps demo-deps venv demo-venv lint typecheck pytest test demo bench clean
+.PHONY: all deps demo-deps venv demo-venv lint typecheck pytest test demo bench image image-test clean
 
 all: test
 
@@ -59,6 +59,12 @@ demo: demo-deps demo-venv
 
 bench: deps venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+image: deps  ## the container image (buildah, or docker when its daemon runs); IMAGE_ARGS="--tag T --base B"
+	$(PYTHON) scripts/image.py build $(IMAGE_ARGS)
+
+image-test: deps venv  ## build the image, run the daemon in it, and have podman run what mirrord mirrored
+	$(BIN)/pytest -q -p no:cacheprovider -m image tests/image $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo bench/out

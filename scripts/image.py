@@ -187,7 +187,7 @@ def local_base_tarball(mirror: str, cache: Path | None = None) -> Path:
             return tarball
         for tool in ("debootstrap", "tar"):
             if shutil.which(tool) is None:
-                raise StepError(f"{tool} is not installed (run scripts/install-deps.sh --image)")
+                raise StepError(f"{tool} is not installed (run scripts/install-deps.sh)")
         if os.geteuid() != 0:
             raise StepError("making the local base needs root (debootstrap); run as root or pass --base")
         with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cache) as tmp:
@@ -335,7 +335,7 @@ def choose_engine(name: str, root: str | None, runroot: str | None, driver: str)
     if name == "docker" or (name == "auto" and docker_running()):
         return Docker()
     if shutil.which("buildah") is None:
-        raise StepError("neither a running docker nor buildah (run scripts/install-deps.sh --image)")
+        raise StepError("neither a running docker nor buildah (run scripts/install-deps.sh)")
     return Buildah(root, runroot, driver)
 
 

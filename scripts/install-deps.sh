@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian tools mirrord's tests, demo and benchmark drive:
 #   docker-registry (the reference registry), skopeo, oci-image-tool, prometheus (promtool + server),
-#   systemd (systemd-analyze, which checks deploy/systemd/mirrord.service).
+#   systemd (systemd-analyze, which checks deploy/systemd/mirrord.service); for the container image
+#   (make image, make image-test): buildah, podman, runc, debootstrap (the locally made base when no
+#   public one can be pulled) and busybox-static (the runnable image the consumption test mirrors).
 # With --python-venv, also the python3-venv package (the Makefile asks for it when `python3 -m venv`
 # or ensurepip is missing). With --demo, only what `make demo` runs: docker-registry and skopeo.
 #
@@ -23,7 +25,9 @@ done
 
 # tool -> Debian package
 tools=(docker-registry:docker-registry skopeo:skopeo oci-image-tool:oci-image-tool
-       promtool:prometheus prometheus:prometheus systemd-analyze:systemd)
+       promtool:prometheus prometheus:prometheus systemd-analyze:systemd
+       buildah:buildah podman:podman runc:runc conmon:conmon debootstrap:debootstrap
+       busybox:busybox-static)
 if [[ $demo_only == 1 ]]; then
     tools=(docker-registry:docker-registry skopeo:skopeo)
 fi

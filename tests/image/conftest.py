@@ -1,29 +1,28 @@
 """Session fixtures for the image tests: one private container storage, mirrord's image built once in it,
-and a runnable busybox image list.
+and a runnable busybox root file system.
 
 Every test module here marks itself ``image`` and ``integration`` (deselect with ``-m 'not image'``;
-``make image-test`` runs only them). The image is built by ``scripts/image.py`` exactly as ``make image`` builds it; the locally made
-Debian base it may need is cached outside the repository between sessions (``MIRRORD_IMAGE_CACHE``), so
-only the first session on a machine pays for debootstrap.
+``make image-test`` runs only them). The image is built by ``scripts/image.py`` exactly as ``make image``
+builds it; the locally made Debian base it may need is cached outside the repository between sessions
+(``MIRRORD_IMAGE_CACHE``), so only the first session on a machine pays for debootstrap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.image.kit import (
     Containers,
-    build_busybox_list,
     build_mirrord_image,
     busybox_rootfs,
     open_containers,
 )
 
 MIRRORD_TAG = "localhost/mirrord:image-test"
-BUSYBOX_LIST = "localhost/busybox-list:test"
 #: Platforms of the busybox list (the arm64 instance holds the same amd64 binary, labelled arm64).
 BUSYBOX_ARCHS = ("amd64", "arm64")
 
@@ -45,7 +44,6 @@ def mirrord_image(containers: Containers) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def busybox_list(containers: Containers) -> str:
-    """A two-platform manifest list of runnable busybox images, in local storage (not yet pushed)."""
-    rootfs = busybox_rootfs(containers.home / "busybox-rootfs.tar")
-    return build_busybox_list(containers, rootfs, BUSYBOX_LIST, BUSYBOX_ARCHS)
+def busybox_rootfs_tar(containers: Containers) -> Path:
+    """A runnable root file system tarball (Debian's static busybox and applet links)."""
+    return busybox_rootfs(containers.home / "busybox-rootfs.tar")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import struct
 import subprocess
@@ -191,21 +192,29 @@ def busybox_rootfs(tarball: Path) -> Path:
     return tarball
 
 
-def build_busybox_list(containers: Containers, rootfs: Path, name: str, archs: Sequence[str]) -> str:
-    """A manifest list ``name`` whose instances are the busybox root file system labelled with ``archs``.
+def push_busybox_list(containers: Containers, rootfs: Path, dest: str, archs: Sequence[str]) -> None:
+    """Push a manifest list to ``dest`` (``docker://...``) whose instances are the busybox root file
+    system labelled with ``archs``; the local copies are removed afterwards.
 
     Every instance holds the same amd64 binary (it only runs on amd64); the labels make the list a real
-    multi-platform one for the platform filter and the runtime's platform choice.
+    multi-platform one for the platform filter and the runtime's platform choice. Nothing of it stays in
+    the local storage, so a later ``podman pull`` of a mirrored copy must fetch and unpack every layer
+    (a layer already present would be reused, and a zstd layer never decompressed).
     """
+    name = f"localhost/busybox-list:{secrets.token_hex(4)}"
+    images = [f"{name}-{arch}" for arch in archs]
     containers.buildah("manifest", "create", name)
-    for arch in archs:
-        container = containers.buildah("from", "scratch").strip()
-        containers.buildah("add", container, str(rootfs), "/")
-        containers.buildah(
-            "config", "--arch", arch, "--os", "linux", "--cmd", "/bin/sh",
-            "--env", "PATH=/bin", "--label", f"mirrord.test.arch={arch}", container,
-        )  # fmt: skip
-        image = f"{name}-{arch}"
-        containers.buildah("commit", "--quiet", "--format", "docker", "--rm", container, image)
-        containers.buildah("manifest", "add", name, image)
-    return name
+    try:
+        for arch, image in zip(archs, images, strict=True):
+            container = containers.buildah("from", "scratch").strip()
+            containers.buildah("add", container, str(rootfs), "/")
+            containers.buildah(
+                "config", "--arch", arch, "--os", "linux", "--cmd", "/bin/sh",
+                "--env", "PATH=/bin", "--label", f"mirrord.test.arch={arch}", container,
+            )  # fmt: skip
+            containers.buildah("commit", "--quiet", "--format", "docker", "--rm", container, image)
+            containers.buildah("manifest", "add", name, image)
+        containers.buildah("manifest", "push", "--all", "--format", "v2s2", "--tls-verify=false", name, dest)
+    finally:
+        containers.run("buildah", "manifest", "rm", name, check=False)
+        containers.run("buildah", "rmi", "--force", *images, check=False)

@@ -36,6 +36,11 @@ TOOL_PACKAGES: dict[str, str] = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "htpasswd": "apache2-utils",
+    "buildah": "buildah",
+    "podman": "podman",
+    "runc": "runc",
+    "conmon": "conmon",
+    "debootstrap": "debootstrap",
 }
 
 #: Seconds any single tool invocation may take before the test fails.
