@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Build mirrord's container image from the repository's Dockerfile (``make image``).
 
-The engine is docker when a docker daemon answers, else buildah (rootful, ``--isolation chroot``, the
-``vfs`` storage driver by default: the only combination that works inside unprivileged sandboxes and
-plain CI containers alike). The Dockerfile is used unchanged; its base comes in as the ``PYTHON_IMAGE``
-build argument:
+The engine is docker when a docker daemon answers, else buildah (rootful, ``--isolation chroot``: RUN
+steps need no OCI runtime or namespaces, so it works inside sandboxes and plain CI containers; on
+buildah's default storage unless ``--root``/``--runroot``/``--storage-driver`` say otherwise, so
+``podman run localhost/mirrord`` finds the result). The Dockerfile is used unchanged; its base comes in
+as the ``PYTHON_IMAGE`` build argument:
 
 1. ``--base IMAGE`` (or ``MIRRORD_PYTHON_IMAGE``) when given;
 2. else the public ``python:3.11-slim-bookworm`` when it can be pulled;
@@ -243,12 +244,12 @@ class Engine:
 
 
 class Buildah(Engine):
-    """buildah with chroot isolation, vfs storage (or ``--storage-driver``) and optional private storage."""
+    """buildah with chroot isolation, on its default storage or the one given (root, run root, driver)."""
 
     name = "buildah"
 
-    def __init__(self, root: str | None, runroot: str | None, driver: str) -> None:
-        self.global_args = ["--storage-driver", driver]
+    def __init__(self, root: str | None, runroot: str | None, driver: str | None) -> None:
+        self.global_args = ["--storage-driver", driver] if driver else []
         if root:
             self.global_args += ["--root", root]
         if runroot:
@@ -330,7 +331,7 @@ def docker_running() -> bool:
     return proc.returncode == 0
 
 
-def choose_engine(name: str, root: str | None, runroot: str | None, driver: str) -> Engine:
+def choose_engine(name: str, root: str | None, runroot: str | None, driver: str | None) -> Engine:
     """``docker`` / ``buildah`` as asked; ``auto``: docker when its daemon runs, else buildah."""
     if name == "docker" or (name == "auto" and docker_running()):
         return Docker()
@@ -401,7 +402,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--local-base", action="store_true", help="skip the public base; use the local one")
     parser.add_argument("--root", help="buildah: storage root (default: buildah's own)")
     parser.add_argument("--runroot", help="buildah: run root (default: buildah's own)")
-    parser.add_argument("--storage-driver", default=os.environ.get("STORAGE_DRIVER", "vfs"))
+    parser.add_argument(
+        "--storage-driver", help="buildah: storage driver (default: buildah's own, or $STORAGE_DRIVER)"
+    )
     parser.add_argument("--json", type=Path, help="write the build summary (timings, size) here as JSON")
     return parser.parse_args(argv)
 

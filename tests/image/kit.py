@@ -152,6 +152,8 @@ def build_mirrord_image(containers: Containers, tag: str) -> dict[str, Any]:
         str(containers.home / "root"),
         "--runroot",
         str(containers.home / "run"),
+        "--storage-driver",
+        "vfs",
         "--json",
         str(summary),
     ]
