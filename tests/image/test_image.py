@@ -169,6 +169,11 @@ def test_daemon_in_the_image_mirrors_and_stops_cleanly(
         f"dir:{tmp_path / 'copy'}",
     )
 
+    # The state volume is where the daemon keeps blob locations; a failed save is only a warning, so look.
+    locations = state / "locations.json"
+    _poll(locations.is_file, "locations.json in the state volume", logs)
+    assert locations.stat().st_uid == MIRRORD_UID
+
     info = json.loads(containers.podman("inspect", daemon_name))[0]
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     health = containers.run("podman", "healthcheck", "run", daemon_name, check=False)
@@ -179,3 +184,48 @@ def test_daemon_in_the_image_mirrors_and_stops_cleanly(
     exit_code = containers.podman("inspect", "--format", "{{.State.ExitCode}}", daemon_name).strip()
     assert exit_code == "0", f"exit code {exit_code} (137: killed after the grace period)\n{logs()}"
     assert "SIGKILL" not in stop.stderr
+
+
+def test_the_healthcheck_passes_as_the_image_declares_it(
+    containers: Containers, mirrord_image: dict[str, Any], tmp_path: Path, daemon_name: str
+) -> None:
+    # In a network namespace of its own (loopback only) the daemon listens on the image's default
+    # 0.0.0.0:9402 without taking a host port, so the HEALTHCHECK runs exactly as declared. The plan's
+    # one source cannot be reached from there; the daemon still serves /healthz.
+    plan = write_plan(
+        tmp_path / "mirrord.yaml",
+        """
+        version: 1
+        registries:
+          127.0.0.1:9: {tls: false}
+        sync:
+          - name: unreachable
+            source: 127.0.0.1:9/t/app
+            target: 127.0.0.1:9/t/copy
+            tags: ['1.0']
+            interval: 1h
+        """,
+    )
+    plan.chmod(0o644)
+    tag = mirrord_image["tag"]
+    containers.podman(
+        "run", "--detach", "--name", daemon_name, "--read-only", "--tmpfs", "/tmp", "--network", "none",
+        "--volume", f"{plan}:/etc/mirrord/mirrord.yaml:ro", tag,
+    )  # fmt: skip
+
+    def logs() -> str:
+        return containers.podman("logs", daemon_name, check=False)[-4000:]
+
+    def healthy() -> bool:
+        state = containers.podman("inspect", "--format", "{{.State.Running}}", daemon_name).strip()
+        assert state == "true", f"the daemon exited:\n{logs()}"
+        return containers.run("podman", "healthcheck", "run", daemon_name, check=False).returncode == 0
+
+    _poll(healthy, "the image's HEALTHCHECK to pass", logs)
+    info = json.loads(containers.podman("inspect", daemon_name))[0]
+    declared = containers.inspect_image(tag)["Healthcheck"]["Test"]
+    assert info["Config"]["Healthcheck"]["Test"] == declared
+    assert "127.0.0.1:9402/healthz" in " ".join(declared)
+    stop = containers.run("podman", "stop", "--time", str(STOP_GRACE), daemon_name, check=False)
+    assert stop.returncode == 0, stop.stderr
+    assert containers.podman("inspect", "--format", "{{.State.ExitCode}}", daemon_name).strip() == "0", logs()
