@@ -47,7 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PUBLIC_BASE = "python:3.11-slim-bookworm"
+#: The Dockerfile's default base, spelled in full: buildah may not search docker.io for short names.
+PUBLIC_BASE = "docker.io/library/python:3.11-slim-bookworm"
+#: Seconds a pull of the public base may take before the local base is used instead.
+PULL_TIMEOUT = 300.0
 DEFAULT_TAG = "localhost/mirrord:latest"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -91,18 +94,28 @@ def log(message: str) -> None:
     print(f"image: {message}", file=sys.stderr, flush=True)
 
 
-def run(args: Sequence[str], *, quiet: bool = False, env: dict[str, str] | None = None) -> str:
+def run(
+    args: Sequence[str],
+    *,
+    quiet: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> str:
     """Run a command; StepError on failure. ``quiet``: return its stdout as text (stderr only goes into
     the error); otherwise both stream to our stderr and ``""`` is returned."""
     if not quiet:
         log("$ " + " ".join(args))
-    proc = subprocess.run(
-        list(args),
-        stdout=subprocess.PIPE if quiet else sys.stderr,
-        stderr=subprocess.PIPE if quiet else None,
-        env=env,
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            list(args),
+            stdout=subprocess.PIPE if quiet else sys.stderr,
+            stderr=subprocess.PIPE if quiet else None,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise StepError(f"timed out after {timeout} s: {' '.join(args)}") from None
     if proc.returncode != 0:
         err = (proc.stderr or b"").decode(errors="replace")[-3000:]
         raise StepError(f"exit {proc.returncode}: {' '.join(args)}\n{err}")
@@ -260,7 +273,7 @@ class Buildah(Engine):
 
     def pull(self, image: str) -> bool:
         try:
-            run(self._cmd("pull", "--quiet", image), quiet=True)
+            run(self._cmd("pull", "--quiet", image), quiet=True, timeout=PULL_TIMEOUT)
         except StepError as exc:
             log(f"cannot pull {image}: {str(exc).strip().splitlines()[-1]}")
             return False
@@ -304,7 +317,7 @@ class Docker(Engine):
 
     def pull(self, image: str) -> bool:
         try:
-            run(["docker", "pull", "--quiet", image], quiet=True)
+            run(["docker", "pull", "--quiet", image], quiet=True, timeout=PULL_TIMEOUT)
         except StepError:
             return False
         return True

@@ -1,6 +1,6 @@
-"""The container image, checked statically (no container engine runs here): hadolint, the runtime stage's
-contract (non-root, entrypoint, plan path, OCI labels), the build context, and the daemon itself on a
-read-only root filesystem (a private mount namespace standing in for ``docker run --read-only``)."""
+"""The container image, checked statically: hadolint, the runtime stage's contract (non-root, entrypoint,
+plan path, OCI labels), the build context, and the daemon itself on a read-only root filesystem (a private
+mount namespace standing in for ``docker run --read-only``). tests/image builds and runs it for real."""
 
 from __future__ import annotations
 
