@@ -108,7 +108,10 @@ def transform_plan(
         tuple(_convert(m, transform, layers, converted, None) for m in level) for level in plan.levels
     )
     root = _convert(plan.root, transform, layers, converted, None)
-    if root.digest != plan.root.digest:
+    if root.digest != plan.source_digest:
+        # A root that is not the source's (converted here, or already rewritten by the platform
+        # filter) names the transform it was made with, even when the conversion changed nothing:
+        # the unchanged check tells "made with this transform" from "made before it" by this note.
         notes = {
             SOURCE_DIGEST_ANNOTATION: str(plan.source_digest),
             SOURCE_TRANSFORM_ANNOTATION: transform.text(),

@@ -101,3 +101,19 @@ async def test_artifact_to_docker_fails_only_that_target() -> None:
     assert "dst.example/keep" in result.target_digests
     assert await docker.manifest_head("1") is None
     assert not registry.links.get("docker")  # refused before any blob moved
+
+
+async def test_filtered_index_already_in_the_target_format_is_unchanged_next_pass() -> None:
+    # An OCI index filtered to one platform, to a `format: oci` target (an oci: layout's default)
+    # beside a `keep` one: the conversion changes nothing, and the next pass must still find both
+    # targets up to date (it used to copy the oci one again on every pass).
+    source, registry = await _seed("oci-index")
+    keep, oci = registry.repository("keep"), registry.repository("oci")
+    arm = (Platform.parse("linux/arm64"),)
+    targets = (Target(keep, "1"), Target(oci, "1", format="oci"))
+    first = await CopyEngine().copy(_copy(source, *targets, platforms=arm))
+    assert first.outcome == "copied", first.error
+    rewritten = await oci.manifest_get("1")
+    assert rewritten.annotations[SOURCE_TRANSFORM_ANNOTATION] == "format=oci,compression=keep"
+    again = await CopyEngine().copy(_copy(source, *targets, platforms=arm))
+    assert again.outcome == "unchanged", again.error
