@@ -67,6 +67,7 @@ class FakeSession:
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(base=0.0))
     read_timeout: float | None = 5.0
     referrers_api: bool | None = None
+    chunked_uploads: bool | None = None
     sent: list[Sent] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     retries: list[str] = field(default_factory=list)

@@ -81,10 +81,11 @@ class HTTPSession(Protocol):
     ``request`` and ``fetch`` MUST apply auth, redirects and (unless ``retry`` is False) the
     retry policy, and raise :class:`~mirrord.registry.errors.RegistryError` for a status outside
     ``ok``. ``referrers_api`` is shared per registry: False once it answered a referrers request
-    with 404.
+    with 404; ``chunked_uploads`` likewise, False once it refused a chunk ``PATCH``.
     """
 
     referrers_api: bool | None
+    chunked_uploads: bool | None
 
     @property
     def host(self) -> str:

@@ -6,6 +6,14 @@ completes an upload. A failed ``PATCH`` part is settled with the registry's repo
 of the session) and resent (reason ``upload``, ``upload_attempts`` per part); an upload the target
 stops reading is aborted after ``stall_timeout``. A failed upload is cancelled (``DELETE`` of its
 Location, best effort, shielded, short timeout) and the error re-raised: the caller restarts the blob.
+
+Registries bend this (see "Quirks seen in the field" in the protocol notes): a ``PATCH`` may be
+answered 201 instead of 202; a registry without chunked uploads refuses ``PATCH`` (405, 501,
+``UNSUPPORTED``), and then the rest of the blob goes in the final ``PUT`` (so a refused first part
+makes the upload monolithic) and the registry's later uploads skip ``PATCH``; the final ``PUT``'s
+answer need carry neither ``Location`` nor ``Docker-Content-Digest`` (the digest is what we sent). A
+session handed over by a mount answered 202 that the registry no longer knows (``BLOB_UPLOAD_UNKNOWN``)
+fails the attempt as retryable, so the caller starts over in a fresh session.
 """
 
 from __future__ import annotations
@@ -14,14 +22,14 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from mirrord.core.events import BytesTransferred
 from mirrord.oci import Digest
 from mirrord.registry.base import UploadSession, verifies_digest
-from mirrord.registry.errors import DigestMismatch, ProtocolError, RegistryError, TransportError
+from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError, TransportError
 from mirrord.registry.http.session import Fetched, HTTPSession, RepositoryAddress
 from mirrord.registry.http.transport import DEFAULT_READ_TIMEOUT
 
@@ -31,6 +39,11 @@ OCTET_STREAM = "application/octet-stream"
 #: How long cancelling an abandoned upload may take (it is best effort).
 ABANDON_TIMEOUT = 5.0
 _UPLOAD_RANGE_RE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
+#: PATCH answers that mean "this registry does not take chunks" (GAR: no chunked upload at all).
+_PATCH_REFUSED_STATUSES = frozenset({405, 501})
+_PATCH_REFUSED_CODES = frozenset({"UNSUPPORTED"})
+#: Answers saying an upload session is not (or no longer) known to the registry.
+_SESSION_GONE_CODES = frozenset({"BLOB_UPLOAD_UNKNOWN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,23 +217,38 @@ async def put_blob(
     chunks iterator raising, cancels the upload and re-raises; the iterator is not re-readable,
     so the caller retries the whole blob.
     """
+    handed_over = isinstance(upload, HTTPUploadSession)
     session = upload if isinstance(upload, HTTPUploadSession) else await start_upload(http, address)
     guard = StallGuard(stall_seconds(http))
     body = VerifyingBody(chunks, digest, size, http, address, guard)
+    chunk_size = http.settings.chunk_size
     try:
         try:
             async with guard.watching(address, digest):
-                if http.settings.chunk_size:
-                    await _put_chunked(http, address, session, digest, body, http.settings.chunk_size)
+                if chunk_size and http.chunked_uploads is not False:
+                    await _put_chunked(http, address, session, digest, size, body, chunk_size)
                 else:
                     await _put_monolithic(http, address, session, digest, size, body)
         except RegistryError as exc:
             if isinstance(body.error, Exception) and body.error is not exc:
                 raise body.error from exc  # the caller's or our verification error, not aiohttp's wrap
+            if handed_over and session_gone(exc):
+                # A mount answered 202 with a session the registry does not keep: a fresh one works.
+                exc.retryable = True
             raise
     except BaseException:
         await _abandon(http, address, session)
         raise
+
+
+def session_gone(error: RegistryError) -> bool:
+    """True when ``error`` says the upload session is unknown to the registry."""
+    return error.code in _SESSION_GONE_CODES or (isinstance(error, NotFound) and error.code is None)
+
+
+def patch_refused(error: RegistryError) -> bool:
+    """True when a PATCH answer says the registry takes no chunked uploads (405, 501, UNSUPPORTED)."""
+    return error.status in _PATCH_REFUSED_STATUSES or error.code in _PATCH_REFUSED_CODES
 
 
 def stall_seconds(http: HTTPSession) -> float:
@@ -250,6 +278,7 @@ async def _put_chunked(
     address: RepositoryAddress,
     session: HTTPUploadSession,
     digest: Digest,
+    size: int,
     body: VerifyingBody,
     chunk_size: int,
 ) -> None:
@@ -261,7 +290,16 @@ async def _put_chunked(
         while len(buffer) >= part_size:
             part = bytes(buffer[:part_size])
             del buffer[:part_size]
-            location = await _patch(http, address, location, part, start, digest)
+            try:
+                location = await _patch(http, address, location, part, start, digest)
+            except RegistryError as error:
+                if not patch_refused(error):
+                    raise
+                log.info("%s refuses chunked uploads (HTTP %s): uploading whole blobs", address, error.status)
+                http.chunked_uploads = False
+                rest = _rest(part, buffer, body)
+                await _put_rest(http, address, location, digest, size - start, rest)
+                return
             start += len(part)
     headers = {"Content-Length": str(len(buffer)), "Content-Type": OCTET_STREAM}
     await http.fetch(
@@ -270,19 +308,46 @@ async def _put_chunked(
     )  # fmt: skip
 
 
+async def _rest(part: bytes, buffer: Iterable[int], body: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The refused part, what was buffered behind it, then the rest of the body."""
+    yield part
+    if buffer:
+        yield bytes(buffer)
+    async for chunk in body:
+        yield chunk
+
+
+async def _put_rest(
+    http: HTTPSession,
+    address: RepositoryAddress,
+    location: str,
+    digest: Digest,
+    length: int,
+    rest: AsyncIterable[bytes],
+) -> None:
+    """The final PUT carrying every byte the session does not hold yet (streamed)."""
+    headers = {"Content-Length": str(length), "Content-Type": OCTET_STREAM}
+    async with http.request(
+        "PUT", with_digest(location, digest), scopes=address.push_scopes, headers=headers, data=rest,
+        ok=(201, 204), retry=False, repository=address.name, reference=str(digest),
+    ):  # fmt: skip
+        pass
+
+
 async def _patch(
     http: HTTPSession, address: RepositoryAddress, location: str, part: bytes, start: int, digest: Digest
 ) -> str:
-    """PATCH one part (parts strictly in order), resuming from the registry-reported offset after a
-    retryable failure (the part is in memory); returns the next Location. Bounded by the retry
-    policy's ``upload_attempts`` per part; past that, or when the registry's offset fits neither
-    "before" nor "after" this part, the error goes up and the caller restarts the blob."""
+    """PATCH one part (parts strictly in order; answered 202, or 201 as ECR does), resuming from
+    the registry-reported offset after a retryable failure (the part is in memory); returns the
+    next Location. Bounded by the retry policy's ``upload_attempts`` per part; past that, or when
+    the registry's offset fits neither "before" nor "after" this part, the error goes up and the
+    caller restarts the blob."""
     tries = http.retry.tries(http.retry.upload_attempts)
     while True:
         try:
             return await _patch_once(http, address, location, part, start, digest)
         except RegistryError as error:
-            if not error.retryable or tries.spent:
+            if not error.retryable or tries.spent or patch_refused(error):
                 raise
             offset, location = await _resume_point(http, address, location, error)
             if offset == start + len(part):
@@ -302,7 +367,7 @@ async def _patch_once(
         "Content-Type": OCTET_STREAM,
     }
     async with http.request(
-        "PATCH", location, scopes=address.push_scopes, headers=headers, data=part, ok=(202, 204),
+        "PATCH", location, scopes=address.push_scopes, headers=headers, data=part, ok=(201, 202, 204),
         retry=False, repository=address.name, reference=str(digest),
     ) as response:  # fmt: skip
         next_location = response.headers.get("Location")
