@@ -96,7 +96,10 @@ async def test_docker_config_auths(tmp_path: Path) -> None:
     spec = CredentialSpec(docker_config=config)
     assert await resolve_credentials(spec, "docker.io") == Credentials("bob", "pa:ss")
     assert await resolve_credentials(spec, "r.example:5000") == Credentials("carol", "pw2")
-    assert await resolve_credentials(spec, "token.example") is None  # identity tokens: unsupported
+    # An identity token is an OAuth2 refresh token, exchanged at the realm, never sent as a password.
+    assert await resolve_credentials(spec, "token.example") == Credentials(
+        "<token>", "refresh", identity_token=True
+    )
     assert await resolve_credentials(spec, "unknown.example") is None
 
 

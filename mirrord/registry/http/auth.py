@@ -8,6 +8,12 @@ Flow (distribution's token spec): a request answered ``401`` carries ``WWW-Authe
 ``realm?service=..&scope=..&scope=..`` (with Basic credentials when we have them, anonymously
 otherwise) and send ``Authorization: Bearer <token>`` afterwards. A ``Basic`` challenge takes the
 credentials directly.
+
+Token answers carry ``token``, ``access_token`` or both; ``expires_in`` may be absent (60 s) or short.
+A docker ``identitytoken`` (an OAuth2 refresh token) is exchanged instead: ``POST realm`` with
+``grant_type=refresh_token``, ``service``, ``scope`` and ``refresh_token`` (docker's own form). When
+the token endpoint refuses the credentials, they are resolved once more (a credential helper's answer
+may have expired) and, if they changed, the token is asked for again.
 """
 
 from __future__ import annotations
@@ -221,6 +227,8 @@ def parse_token_response(body: bytes, *, now: float, wall_now: float | None = No
     if not isinstance(value, str) or not value:
         raise ProtocolError("token endpoint answered without a token")
     lifetime = data.get("expires_in")
+    if isinstance(lifetime, str) and lifetime.strip().isdigit():
+        lifetime = int(lifetime)  # some endpoints quote it
     if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
         lifetime = DEFAULT_TOKEN_SECONDS
     issued = _parse_issued_at(data.get("issued_at"))
@@ -278,6 +286,25 @@ def basic_header(credentials: Credentials) -> str:
 
 #: ``fetch_token(realm, query, authorization) -> body``: GET the token endpoint, return the body.
 TokenFetcher = Callable[[str, Sequence[tuple[str, str]], str | None], Awaitable[bytes]]
+#: ``post_token(realm, form) -> body``: POST the form (urlencoded) to the token endpoint (OAuth2).
+TokenPoster = Callable[[str, Sequence[tuple[str, str]]], Awaitable[bytes]]
+#: The OAuth2 ``client_id`` we send with a refresh-token exchange.
+OAUTH_CLIENT_ID = "mirrord"
+
+
+def refresh_token_form(
+    challenge: Challenge, scopes: Sequence[str], refresh_token: str
+) -> list[tuple[str, str]]:
+    """The form of an OAuth2 refresh-token exchange at the realm (docker's: scopes space-separated)."""
+    form = [("grant_type", "refresh_token"), ("client_id", OAUTH_CLIENT_ID)]
+    if challenge.params.get("service"):
+        form.append(("service", challenge.params["service"]))
+    if scopes:
+        form.append(("scope", " ".join(order_scopes(scopes))))
+    form.append(("refresh_token", refresh_token))
+    return form
+
+
 #: Returns the credentials for the registry, or None for anonymous access.
 CredentialSource = Callable[[], Awaitable[Credentials | None]]
 #: Says whether credentials may be sent to a URL (HTTPS, or a registry configured as plain HTTP);
@@ -300,9 +327,11 @@ class Authenticator:
         credentials: CredentialSource,
         may_send_credentials: CredentialPolicy,
         *,
+        post_token: TokenPoster | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch_token
+        self._post = post_token
         self._credentials = credentials
         self._may_send = may_send_credentials
         self._clock = clock
@@ -342,6 +371,8 @@ class Authenticator:
             return None
         if challenge.scheme == "basic":
             credentials = await self._usable_credentials(None)
+            if credentials is not None and credentials.identity_token:
+                raise AuthError("an identity token (docker identitytoken) needs a token registry, not Basic")
             return basic_header(credentials) if credentials else None
         return "Bearer " + (await self._token(challenge, scopes)).value
 
@@ -369,6 +400,24 @@ class Authenticator:
 
     async def _fetch_token(self, challenge: Challenge, realm: str, scopes: Sequence[str]) -> Token:
         credentials = await self._usable_credentials(realm)
-        authorization = basic_header(credentials) if credentials else None
-        body = await self._fetch(realm, token_query(challenge, scopes), authorization)
+        try:
+            body = await self._ask(challenge, realm, scopes, credentials)
+        except AuthError:
+            if credentials is None:
+                raise
+            # The endpoint refused them; a helper's answer may have expired: ask for them again.
+            renewed = await self._usable_credentials(realm)
+            if renewed is None or renewed == credentials:
+                raise
+            body = await self._ask(challenge, realm, scopes, renewed)
         return parse_token_response(body, now=self._clock())
+
+    async def _ask(
+        self, challenge: Challenge, realm: str, scopes: Sequence[str], credentials: Credentials | None
+    ) -> bytes:
+        if credentials is not None and credentials.identity_token:
+            if self._post is None:
+                raise AuthError("identity tokens cannot be exchanged here")
+            return await self._post(realm, refresh_token_form(challenge, scopes, credentials.secret))
+        authorization = basic_header(credentials) if credentials else None
+        return await self._fetch(realm, token_query(challenge, scopes), authorization)

@@ -4,6 +4,7 @@ Sending is a chain of small steps, one concern each::
 
     request()            retries (backoff + jitter, Retry-After) for retryable requests
       _attempt()         one try: on 401 record the challenge and try once more with new auth
+                         (a 404 to an anonymous request, when we hold credentials, likewise)
         _exchange()      follows redirects; Authorization only to the registry's own origin
           Transport.send one HTTP exchange under the registry's limits
 
@@ -18,7 +19,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict
@@ -35,7 +36,12 @@ from mirrord.registry.errors import (
     RequestRejected,
     ServerError,
 )
-from mirrord.registry.http.auth import Authenticator, CredentialSource, parse_www_authenticate
+from mirrord.registry.http.auth import (
+    Authenticator,
+    CredentialSource,
+    basic_header,
+    parse_www_authenticate,
+)
 from mirrord.registry.http.credentials import Credentials, resolve_credentials
 from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.http.retry import RetryPolicy, parse_retry_after
@@ -165,12 +171,20 @@ class RegistryClient:
         #: False once the registry answered a referrers request with 404: it has no referrers API
         #: (a registry with one answers an empty index), so later passes need not ask again.
         self.referrers_api: bool | None = None
+        #: False once the registry refused a chunk PATCH: later uploads go whole (monolithic).
+        self.chunked_uploads: bool | None = None
         scheme = "https" if settings.tls.enabled else "http"
         self.base_url = f"{scheme}://{api_host or settings.host}"
         self._credential_source = credentials
         self._credentials: tuple[Credentials | None] | None = None
         self._credentials_lock = asyncio.Lock()
-        self.auth = Authenticator(self._fetch_token, self._resolve_credentials, self._may_send_credentials)
+        #: True once ``/v2/`` answered without a challenge: a 404 then means "not found", not
+        #: "unauthorized" (some registries answer 404 to anonymous requests for private content).
+        self._open_registry = False
+        self.auth = Authenticator(
+            self._fetch_token, self._resolve_credentials, self._may_send_credentials,
+            post_token=self._post_token,
+        )  # fmt: skip
 
     @property
     def host(self) -> str:
@@ -234,20 +248,29 @@ class RegistryClient:
     ) -> bytes:
         url = str(URL(realm).extend_query(list(query)))
         headers = {"Authorization": authorization} if authorization else {}
-        return await self.with_retries(lambda: self._token_attempt(url, headers))
+        return await self.with_retries(lambda: self._token_attempt("GET", url, headers))
 
-    async def _token_attempt(self, url: str, headers: Mapping[str, str]) -> bytes:
+    async def _post_token(self, realm: str, form: Sequence[tuple[str, str]]) -> bytes:
+        """The OAuth2 exchange of an identity token (refresh token) at the realm."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        data = urlencode(list(form)).encode()
+        return await self.with_retries(lambda: self._token_attempt("POST", realm, headers, data))
+
+    async def _token_attempt(
+        self, method: str, url: str, headers: Mapping[str, str], data: bytes | None = None
+    ) -> bytes:
         async with self.transport.send(
-            self.settings, "GET", url, headers=headers, tls=self._tls_for(url)
+            self.settings, method, url, headers=headers, data=data, tls=self._tls_for(url)
         ) as resp:
             with network_errors_as_transport(f"{self.host}: token endpoint", registry=self.host):
                 body = await read_bounded(resp, MAX_TOKEN_BODY)
             if resp.status == 200:
                 return body
             error = error_from_response(
-                resp.status, body, resp.headers, registry=self.host, method="token GET"
+                resp.status, body, resp.headers, registry=self.host, method=f"token {method}"
             )
-        if isinstance(error, AuthError):
+        # OAuth2 says a refused refresh token is 400 invalid_grant.
+        if isinstance(error, AuthError) or (method == "POST" and error.status == 400):
             self._credentials = None  # re-read at the next use: the secret may have been rotated
             # Said plainly: the usual cause is a wrong password, and the body may echo request details.
             text = f"{self.host}: the token endpoint refused the credentials (HTTP {error.status})"
@@ -379,14 +402,51 @@ class RegistryClient:
                     return response
                 status, answer = response.status, CIMultiDict(response.headers)
                 body = await self._error_body(response)
-            if status == 401 and sent is not None and sent.startswith("Basic "):
-                self._credentials = None  # refused: re-read at the next use (a rotated secret)
             # The refused response is released before asking for a challenge or a token, so this
             # request never holds one of the registry's slots while waiting for another.
-            if status == 401 and resendable and not authorizing and await self._challenged(answer, sent):
+            retry = not authorizing and await self._worth_authorizing(status, answer, sent)
+            if retry and resendable:
                 continue
-            raise error_from_response(status, body, answer, registry=self.host, method=method, **context)
+            refused = error_from_response(status, body, answer, registry=self.host, method=method, **context)
+            if retry and status == 401:
+                # A spent body (a streamed upload): the caller may send it again with new auth.
+                refused.retryable = True
+            raise refused
         raise AssertionError("unreachable")
+
+    async def _worth_authorizing(self, status: int, headers: Mapping[str, str], sent: str | None) -> bool:
+        """After a 401 (or a 404 some registries give anonymous requests instead), whether the
+        same request with new authorisation may succeed: a challenge we can answer, a token the
+        registry dropped (expired, revoked), or credentials that changed since they were sent."""
+        if status == 404:
+            return await self._unauthorized_not_found(sent)
+        if status != 401:
+            return False
+        if await self._challenged(headers, sent):
+            return True
+        if sent is not None and sent.startswith("Basic "):
+            return await self._renewed_basic(sent)
+        return False
+
+    async def _renewed_basic(self, sent: str) -> bool:
+        """A refused Basic header: read the credentials again (a rotated secret, a helper's expired
+        answer); True when they changed."""
+        self._credentials = None
+        fresh = await self._resolve_credentials()
+        return fresh is not None and not fresh.identity_token and basic_header(fresh) != sent
+
+    async def _unauthorized_not_found(self, sent: str | None) -> bool:
+        """A 404 to a request sent without credentials, from a registry we hold credentials for and
+        never saw challenge: ask ``/v2/`` for its challenge (once; an open registry is remembered)."""
+        if sent is not None or self._open_registry or self.auth.challenge is not None:
+            return False
+        if await self._resolve_credentials() is None:
+            return False
+        challenges = await self._probe_challenge()
+        if not challenges:
+            self._open_registry = True
+            return False
+        return self.auth.challenged(challenges, None)
 
     @staticmethod
     async def _error_body(response: aiohttp.ClientResponse) -> bytes:

@@ -6,8 +6,13 @@ docker CLI); with nothing configured, the default docker config if it knows the 
 anonymous access.
 
 Docker config lookup order for a host: ``credHelpers[host]``, then ``auths[host]`` (base64
-``auth`` or ``username``/``password``), then ``credsStore``. ``identitytoken`` (an OAuth refresh
-token) is not supported: such entries are skipped with a warning.
+``auth`` or ``username``/``password``), then ``credsStore``. An ``identitytoken`` (an OAuth2
+refresh token, as ``docker login`` stores for ACR and others), or a helper answering the username
+``<token>``, gives credentials with ``identity_token`` set: the authenticator exchanges the secret at
+the token realm (``grant_type=refresh_token``) instead of sending it as a password.
+
+Helpers may answer short-lived secrets (ECR, GAR): the client keeps an answer until the registry or
+its token endpoint refuses it, then asks again (see :mod:`mirrord.registry.http.client`).
 """
 
 from __future__ import annotations
@@ -36,15 +41,25 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 HELPER_TIMEOUT_SECONDS = 15.0
 
 
+#: The username docker uses for an identity token (helpers answer it; configs may omit the name).
+IDENTITY_TOKEN_USER = "<token>"
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """A username and secret (password or token). ``repr`` and ``str`` never show the secret."""
+    """A username and secret (password or token). ``repr`` and ``str`` never show the secret.
+
+    ``identity_token``: the secret is an OAuth2 refresh token, to be exchanged at the token realm
+    (never sent as a password).
+    """
 
     username: str
     secret: str = field(repr=False)
+    identity_token: bool = False
 
     def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, secret='***')"
+        kind = ", identity_token=True" if self.identity_token else ""
+        return f"Credentials(username={self.username!r}, secret='***'{kind})"
 
     __str__ = __repr__
 
@@ -121,9 +136,11 @@ def _find_entry(mapping: Any, host: str) -> Any:
 def _from_auths_entry(entry: Any, host: str) -> Credentials | None:
     if not isinstance(entry, dict):
         return None
-    if entry.get("identitytoken"):
-        log.warning("docker config entry for %s uses an identitytoken, which mirrord does not support", host)
-        return None
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:
+        username = entry.get("username")
+        return Credentials(username if isinstance(username, str) and username else IDENTITY_TOKEN_USER,
+                           token, identity_token=True)  # fmt: skip
     if isinstance(entry.get("auth"), str) and entry["auth"]:
         try:
             user, sep, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
@@ -182,9 +199,8 @@ def _parse_helper_output(out: bytes, helper: str, host: str) -> Credentials | No
     if not isinstance(data, dict) or not isinstance(data.get("Secret"), str):
         raise AuthError(f"{host}: credential helper {helper} answered without a Secret")
     username = data.get("Username")
-    if username == "<token>":
-        log.warning("credential helper %s gave an identity token for %s: not supported", helper, host)
-        return None
+    if username == IDENTITY_TOKEN_USER:
+        return Credentials(IDENTITY_TOKEN_USER, data["Secret"], identity_token=True)
     return Credentials(str(username or ""), data["Secret"])
 
 
