@@ -6,12 +6,10 @@ Manifests, tags and referrers live here; blob streaming (download with resume, u
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable
 from contextlib import AbstractAsyncContextManager
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, is_digest, parse_manifest
 from mirrord.oci import mediatypes as mt
@@ -20,28 +18,16 @@ from mirrord.registry.base import BlobStream, MountResult, UploadSession
 from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, ProtocolError
 from mirrord.registry.http.auth import repository_scope
 from mirrord.registry.http.download import open_blob
+from mirrord.registry.http.paging import MAX_PAGE_BYTES, list_names, page_names
+from mirrord.registry.http.paging import parse_link_next as parse_link_next  # its old home
 from mirrord.registry.http.session import HTTPSession, RepositoryAddress
 from mirrord.registry.http.upload import put_blob, session_from
 
 log = logging.getLogger(__name__)
 
-TAGS_PAGE_SIZE = 1000
-#: Tag lists are read whole; this bounds one page (a million tags of ~30 bytes).
-MAX_TAGS_PAGE_BYTES = 32 * 1024 * 1024
-MAX_TAG_PAGES = 10_000
+#: The one ``Accept`` of manifest HEADs and GETs: a HEAD asking differently from the GET may be
+#: answered another representation's digest (Docker Hub).
 _ACCEPT = ", ".join(mt.MANIFEST_ACCEPT)
-_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
-
-
-def parse_link_next(values: Iterable[str]) -> str | None:
-    """The target of the ``rel="next"`` link among ``Link`` header values, if any."""
-    for value in values:
-        for match in _LINK_RE.finditer(value):
-            for param in match.group(2).split(";"):
-                name, _, rel = param.partition("=")
-                if name.strip().lower() == "rel" and "next" in rel.strip().strip('"').lower().split():
-                    return match.group(1)
-    return None
 
 
 def media_type_of(content_type: str | None) -> str | None:
@@ -58,6 +44,17 @@ def _digest_header(text: str | None) -> Digest | None:
         return Digest.parse(text.strip())
     except OCIError:
         raise ProtocolError(f"registry sent an invalid Docker-Content-Digest {text[:100]!r}") from None
+
+
+def _location_digest(location: str | None) -> Digest | None:
+    """The digest a manifest PUT's ``Location`` (``.../manifests/<digest>``) names, if it names one."""
+    if not location:
+        return None
+    last = location.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    try:
+        return Digest.parse(unquote(last)) if ":" in last or "%3A" in last.upper() else None
+    except OCIError:
+        return None
 
 
 class HTTPRepository:
@@ -156,7 +153,8 @@ class HTTPRepository:
 
     async def manifest_put(self, reference: str, raw: bytes, media_type: str) -> Digest:
         """PUT ``raw`` as ``media_type`` under a tag or its digest; returns ``Digest.of(raw)`` after
-        checking the registry's Docker-Content-Digest agrees."""
+        checking the registry's Docker-Content-Digest agrees (else the digest its ``Location`` names;
+        an answer with neither, as ECR sometimes gives, stands for what was sent)."""
         digest = Digest.of(raw)
         fetched = await self.client.fetch(
             "PUT", self.path("manifests", reference), scopes=self.push_scopes,
@@ -164,6 +162,8 @@ class HTTPRepository:
             repository=self._name, reference=reference,
         )  # fmt: skip
         returned = _digest_header(fetched.headers.get("Docker-Content-Digest"))
+        if returned is None:
+            returned = _location_digest(fetched.headers.get("Location"))
         if returned is not None and returned.algorithm == digest.algorithm and returned != digest:
             raise DigestMismatch(
                 f"{self}: registry stored manifest {reference} as {returned}, expected {digest}",
@@ -232,41 +232,26 @@ class HTTPRepository:
     # -- tags and referrers -----------------------------------------------------------------------
 
     async def tags_list(self) -> list[str]:
-        """Every tag, following ``Link: <..>; rel="next"``; [] when the repository is unknown."""
-        tags: list[str] = []
-        target: str | None = f"/v2/{self._name}/tags/list?n={TAGS_PAGE_SIZE}"
-        seen: set[str] = set()
-        while target is not None and target not in seen and len(seen) < MAX_TAG_PAGES:
-            seen.add(target)
-            try:
-                fetched = await self.client.fetch(
-                    "GET", target, scopes=self.pull_scopes, limit=MAX_TAGS_PAGE_BYTES, repository=self._name
-                )
-            except NotFound:
-                return tags
-            tags.extend(self._page_tags(fetched.body))
-            target = parse_link_next(fetched.links)
-        return tags
+        """Every tag, page by page (see :func:`mirrord.registry.http.paging.list_names`: ``Link``,
+        ``last``, capped ``n``, ``"tags": null``); [] when the repository is unknown."""
+        try:
+            return await list_names(
+                self.client, f"/v2/{self._name}/tags/list", "tags", scopes=self.pull_scopes,
+                repository=self._name,
+            )  # fmt: skip
+        except NotFound:
+            return []
 
     async def has_tags(self) -> bool:
         """One ``GET tags/list?n=1``: True when it names a tag; False for an unknown repository."""
         try:
             fetched = await self.client.fetch(
                 "GET", f"/v2/{self._name}/tags/list?n=1", scopes=self.pull_scopes,
-                limit=MAX_TAGS_PAGE_BYTES, repository=self._name,
+                limit=MAX_PAGE_BYTES, repository=self._name,
             )  # fmt: skip
         except NotFound:
             return False
-        return bool(self._page_tags(fetched.body))
-
-    def _page_tags(self, body: bytes) -> list[str]:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise ProtocolError(f"{self}: tag list is not JSON", registry=self.registry_key) from None
-        found = data.get("tags") if isinstance(data, dict) else None
-        # Nexus answers "tags": null for an empty repository.
-        return [t for t in found if isinstance(t, str)] if isinstance(found, list) else []
+        return bool(page_names(fetched.body, "tags", str(self)))
 
     async def referrers(self, digest: Digest, artifact_type: str | None = None) -> ImageIndex | None:
         """The referrers index of ``digest``; None when the API is missing (404) or the answer is
