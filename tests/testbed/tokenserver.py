@@ -6,6 +6,11 @@ It runs a ``ThreadingHTTPServer`` on 127.0.0.1 in a daemon thread, so it serves 
 self-signed certificate that the registry trusts as its ``rootcertbundle``. Every requested scope is
 granted; wrong or missing credentials get 401. Issued tokens are counted (and their scopes recorded)
 so tests can assert that the client caches tokens.
+
+``POST /token`` is the OAuth2 flow docker uses for an identity token: a form with
+``grant_type=refresh_token``, ``service``, ``scope`` (space-separated), ``client_id`` and
+``refresh_token``; it answers ``{"access_token", "expires_in", "scope"}`` when the refresh token is
+:attr:`TokenServer.refresh_token`, else 400 ``invalid_grant`` (as OAuth2 says).
 """
 
 from __future__ import annotations
@@ -90,6 +95,8 @@ class TokenServer:
         self.expires_in = expires_in
         self.issued: list[TokenRequest] = []
         self.rejected = 0
+        #: The one refresh token (docker config ``identitytoken``) the POST flow accepts.
+        self.refresh_token = secrets.token_urlsafe(24)
         self._lock = threading.Lock()
         self._key, self._cert = _signing_material()
         cert_file.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
@@ -189,6 +196,25 @@ def _handler_for(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             service = query.get("service", [SERVICE])[0]
             self._answer(200, server.issue(service, query.get("scope", []), account))
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(length).decode())
+            if urlsplit(self.path).path != "/token":
+                self._answer(404, {"errors": [{"code": "NOT_FOUND", "message": "no such path"}]})
+                return
+            grant = form.get("grant_type", [""])[0]
+            refresh = form.get("refresh_token", [""])[0]
+            if grant != "refresh_token" or not secrets.compare_digest(refresh, server.refresh_token):
+                with server._lock:
+                    server.rejected += 1
+                self._answer(400, {"error": "invalid_grant"})
+                return
+            scopes = " ".join(form.get("scope", [])).split()
+            service = form.get("service", [SERVICE])[0]
+            answer = server.issue(service, scopes, server.username)
+            self._answer(200, {"access_token": answer["token"], "expires_in": answer["expires_in"],
+                               "scope": " ".join(scopes)})  # fmt: skip
 
         def _answer(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
