@@ -84,6 +84,9 @@ class Quirks:
     token_expires_in: int | str | None = None
     #: A bearer token is refused (401 and the challenge) once it was used for this many requests.
     token_uses: int | None = None
+    #: The token that starts the Nth upload session is refused from then on (it expired while the
+    #: blob streamed): that upload's last request, and those of uploads sharing the token, get 401.
+    token_expires_during_upload: int | None = None
     #: The registry's 401s (except on ``/v2/``) become 404 NAME_UNKNOWN without a challenge.
     not_found_for_unauthorized: bool = False
 
@@ -149,6 +152,8 @@ class QuirksProxy:
         self.token_requests: list[tuple[str, str]] = []  # (method, query or form, secrets removed)
         self._token_realm: str | None = None
         self._token_uses: dict[str, int] = {}
+        self._expired: set[str] = set()
+        self._uploads_started = 0
         self._challenge: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.ServerRunner | None = None
@@ -262,6 +267,8 @@ class QuirksProxy:
         ) as upstream:
             status = self._status(request, upstream.status)
             headers = self._response_headers(request, upstream)
+            if request.method == "POST" and status == 202:
+                self._upload_started(request)
             if status == 404 and upstream.status == 401:
                 return await self._answer(request, _error(404, "NAME_UNKNOWN", "repository name not known"))
             self._record(request, status)
@@ -304,6 +311,13 @@ class QuirksProxy:
 
     # -- tokens -------------------------------------------------------------------------------------
 
+    def _upload_started(self, request: web.BaseRequest) -> None:
+        nth = self.quirks.token_expires_during_upload
+        sent = request.headers.get("Authorization", "")
+        self._uploads_started += 1
+        if nth and sent.startswith("Bearer ") and self._uploads_started == nth:
+            self._expired.add(sent)
+
     def _rewrite_challenge(self, value: str) -> str:
         match = _REALM.search(value)
         if match is None or not value.lower().startswith("bearer"):
@@ -316,11 +330,11 @@ class QuirksProxy:
     def _stale_token(self, request: web.BaseRequest) -> web.Response | None:
         limit = self.quirks.token_uses
         sent = request.headers.get("Authorization", "")
-        if limit is None or not sent.startswith("Bearer ") or self._challenge is None:
+        if not sent.startswith("Bearer ") or self._challenge is None:
             return None
         uses = self._token_uses.get(sent, 0) + 1
         self._token_uses[sent] = uses
-        if uses <= limit:
+        if (limit is None or uses <= limit) and sent not in self._expired:
             return None
         return _error(401, "UNAUTHORIZED", "token expired", {"WWW-Authenticate": self._challenge})
 
