@@ -100,6 +100,24 @@ async def test_a_mount_answered_202_continues_in_the_session_it_returned(
     assert proxy.count("PUT", r"/blobs/uploads/") == 1
 
 
+@pytest.mark.parametrize("mode", AUTH_MODES)
+async def test_a_mount_answered_401_means_upload_instead(
+    request: pytest.FixtureRequest, proxy_for: Any, transport: Transport, unique_repo: str, mode: str
+) -> None:
+    server: RegistryServer = request.getfixturevalue(f"{mode}_registry")
+    proxy = await proxy_for(server)
+    client = client_for(through(server, proxy), transport)
+    source, target = client.repository(unique_repo + "/src"), client.repository(unique_repo + "/dst")
+    data = os.urandom(6_000)
+    digest = await push(source, data)
+    proxy.quirks.mount_unauthorized = True
+    result = await target.blob_mount(digest, source.name)
+    assert not result.mounted
+    assert result.upload is None
+    await target.blob_put(digest, len(data), chunks_of(data))
+    assert await read_all(target, digest) == data
+
+
 async def test_a_mount_session_the_registry_forgot_fails_retryably(
     basic_registry: RegistryServer, proxy_for: Any, transport: Transport, unique_repo: str
 ) -> None:
@@ -436,3 +454,19 @@ async def test_tag_pages_without_link_are_followed_with_last(
     assert await list_names(client, path, "tags", scopes=repo.pull_scopes, page_size=2) == tags
     proxy.quirks.tags_null = True
     assert await list_names(client, path, "tags", scopes=repo.pull_scopes, page_size=2) == tags
+
+
+async def test_a_page_size_the_registry_refuses_is_dropped(
+    plain_registry: RegistryServer, proxy_for: Any, transport: Transport, unique_repo: str
+) -> None:
+    proxy = await proxy_for(plain_registry)
+    repo = client_for(through(plain_registry, proxy), transport).repository(unique_repo)
+    _, raw = await seed_image(repo, "b0")
+    tags = [f"b{i}" for i in range(5)]
+    for tag in tags[1:]:
+        await repo.manifest_put(tag, raw, "application/vnd.oci.image.manifest.v1+json")
+    proxy.quirks.tags_max_n = 2  # our n=1000 is refused; without n the registry pages by 2
+    proxy.clear()
+    assert sorted(await repo.tags_list()) == tags
+    assert next(s.status for s in proxy.requests) == 400
+    assert proxy.count("GET", "/tags/list") == 4  # refused, then 2 + 2 + 1

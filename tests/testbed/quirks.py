@@ -66,12 +66,17 @@ class Quirks:
     #: ``POST ?mount=&from=`` is answered 202 with a session the registry does not keep: using it
     #: gets 404 BLOB_UPLOAD_UNKNOWN (Nexus and Keppel answer mounts oddly).
     mount_session_gone: bool = False
+    #: ``POST ?mount=&from=`` is answered 401 (Harbor, mounting from a project it will not show).
+    mount_unauthorized: bool = False
     #: Chunk ``PATCH`` answers say 201 instead of 202 (ECR).
     patch_201: bool = False
     #: Chunk ``PATCH`` is refused with 405 UNSUPPORTED, nothing forwarded (GAR).
     refuse_patch: bool = False
     #: Tag lists come in pages of at most this many tags, with ``Link`` to the next (ECR: 1000).
     tags_page_cap: int | None = None
+    #: A tag list asking for more than this ``n`` is refused (400 PAGINATION_NUMBER_INVALID); pages
+    #: are then this size.
+    tags_max_n: int | None = None
     #: Tag list pages carry no ``Link``: the client must ask on with ``last`` (older registries).
     tags_without_link: bool = False
     #: An empty tag list (page) is ``"tags": null`` (Nexus).
@@ -225,10 +230,18 @@ class QuirksProxy:
         if request.method == "POST" and q.mount_session_gone and "mount=" in request.raw_path:
             location = request.path + _GONE_SESSION.rsplit("/", 1)[-1] + secrets.token_hex(8)
             return await self._answer(request, web.Response(status=202, headers={"Location": location}))
+        if request.method == "POST" and q.mount_unauthorized and "mount=" in request.raw_path:
+            challenge = self._challenge or 'Basic realm="quirks"'
+            refused = _error(401, "UNAUTHORIZED", "mount refused", {"WWW-Authenticate": challenge})
+            return await self._answer(request, refused)
         if request.method == "PATCH" and q.refuse_patch:
             await request.read()  # take the body, as a server refusing it after reading would
             return await self._answer(request, _error(405, "UNSUPPORTED", "chunked upload not supported"))
-        if request.method == "GET" and _TAGS.match(request.path) and (q.tags_page_cap or q.tags_null):
+        if (
+            request.method == "GET"
+            and _TAGS.match(request.path)
+            and (q.tags_page_cap or q.tags_null or q.tags_max_n)
+        ):
             return await self._tags_page(request)
         if request.method == "GET" and q.cdn_redirect and _BLOB_GET.match(request.path):
             redirect = await self._redirect_to_cdn(request)
@@ -384,6 +397,11 @@ class QuirksProxy:
     async def _tags_page(self, request: web.BaseRequest) -> web.StreamResponse:
         """distribution ignores ``n`` on tag lists: page its whole list here, the way ECR does."""
         assert self._session is not None
+        wanted = request.query.get("n", "")
+        limit = self.quirks.tags_max_n
+        if limit is not None and wanted.isdigit() and int(wanted) > limit:
+            refused = _error(400, "PAGINATION_NUMBER_INVALID", f"n must be at most {limit}")
+            return await self._answer(request, refused)
         async with self._session.get(
             URL(f"{self.upstream}{request.path}"), headers=_request_headers(request)
         ) as upstream:
@@ -400,10 +418,10 @@ class QuirksProxy:
         last = request.query.get("last")
         if last is not None:
             tags = [t for t in tags if t > last]
-        wanted = request.query.get("n", "")
         size = int(wanted) if wanted.isdigit() else len(tags)
-        if self.quirks.tags_page_cap is not None:
-            size = min(size, self.quirks.tags_page_cap)
+        for cap in (self.quirks.tags_page_cap, limit):
+            if cap is not None:
+                size = min(size, cap)
         page = tags[:size]
         headers = {}
         if (
