@@ -440,7 +440,12 @@ class RegistryClient:
         never saw challenge: ask ``/v2/`` for its challenge (once; an open registry is remembered)."""
         if sent is not None or self._open_registry or self.auth.challenge is not None:
             return False
-        if await self._resolve_credentials() is None:
+        try:
+            credentials = await self._resolve_credentials()
+        except AuthError:
+            credentials = None  # an unusable source: the 404 stands (a 401 would say why)
+        if credentials is None:
+            self._open_registry = True  # nothing to authenticate with: never ask again
             return False
         challenges = await self._probe_challenge()
         if not challenges:
