@@ -43,13 +43,20 @@ def parse_link_next(values: Iterable[str]) -> str | None:
 
 
 def page_names(body: bytes, key: str, where: str) -> list[str]:
-    """The names under ``key`` of one page; ``null`` or a missing key is an empty page."""
+    """The names under ``key`` of one page; ``null`` or a missing key is an empty page, anything
+    else but a list (or a body that is not a JSON object) a ProtocolError."""
     try:
         data = json.loads(body)
     except ValueError:
         raise ProtocolError(f"{where}: {key} list is not JSON") from None
-    found = data.get(key) if isinstance(data, dict) else None
-    return [name for name in found if isinstance(name, str)] if isinstance(found, list) else []
+    if not isinstance(data, dict):
+        raise ProtocolError(f"{where}: {key} list is not a JSON object")
+    found = data.get(key)
+    if found is None:
+        return []
+    if not isinstance(found, list):
+        raise ProtocolError(f"{where}: '{key}' is not a list")
+    return [name for name in found if isinstance(name, str) and name]
 
 
 async def list_names(
