@@ -1,4 +1,4 @@
-"""Command line: ``mirrord sync | run | copy | check | version``.
+"""Command line: ``mirrord sync | run | copy | check | keygen | version``.
 
 Exit status: 0 success, 1 some image failed (the rest still ran), 2 invalid plan or usage.
 """
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("-c", "--config", default=None, help="plan whose registries: settings to use")
     copy.add_argument("--no-progress", action="store_true", help="no progress bars on a terminal")
+
+    keygen = sub.add_parser("keygen", help="write a cosign key pair PREFIX.key (encrypted) and PREFIX.pub")
+    keygen.add_argument("prefix", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
+    keygen.add_argument("--passphrase-file", metavar="F", help="default: ask on the terminal")
     finish_parser(parser, sub.choices)
     return parser
 
@@ -119,6 +123,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_async(_copy(args))
     if args.command == "run":
         return _run_daemon(args)
+    if args.command == "keygen":
+        from mirrord.trust.cli import keygen
+
+        return keygen(args.prefix, args.passphrase_file)
     raise AssertionError(args.command)
 
 
@@ -150,16 +158,31 @@ def _load(path: str) -> Any:
     return plan
 
 
+def _trust(plan: Any) -> Any:
+    """The plan's policy and signing keys (mirrord.sync.trust.Trust), or None after printing why not."""
+    from mirrord.plan import PlanError
+    from mirrord.sync.trust import open_trust
+
+    try:
+        return open_trust(plan)
+    except PlanError as exc:
+        print(f"mirrord: {exc}", file=sys.stderr)
+        return None
+
+
 def _check(path: str) -> int:
     from mirrord.plan import plan_to_dict
 
     plan = _load(path)
-    if plan is None:
+    trust = _trust(plan) if plan is not None else None
+    if trust is None:
         return EXIT_INVALID
     from mirrord.plan import plan_warnings
 
     for warning in plan_warnings(plan):
         print(f"mirrord: warning: {warning}", file=sys.stderr)
+    for note in trust.notes:
+        print(f"mirrord: note: {plan.policy}: {note}", file=sys.stderr)
     import yaml
 
     print(yaml.safe_dump(plan_to_dict(plan), sort_keys=False), end="")
@@ -195,7 +218,8 @@ async def _sync(args: argparse.Namespace) -> int:
     check_report_path(args.report)
     check_state_dir(args.state_dir)
     plan = _load(args.config or _default_plan())
-    if plan is None:
+    trust = _trust(plan) if plan is not None else None
+    if trust is None:
         return EXIT_INVALID
     try:
         entries = shard_entries(select_entries(plan, args.entry), _shard(args.shard))
@@ -206,7 +230,8 @@ async def _sync(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         bus = _bus(args.verbose, stack, not args.no_progress and not args.dry_run)
         async with Registries(plan.registries, events=bus) as registries:
-            runner = SyncRunner(plan, registries, events=bus, locations=open_location_cache(args.state_dir))
+            locations = open_location_cache(args.state_dir)
+            runner = SyncRunner(plan, registries, events=bus, locations=locations, trust=trust)
             reports = await runner.run_pass(entries, dry_run=args.dry_run)
     if args.report:
         _write_report(args.report, reports)

@@ -53,6 +53,9 @@ EXAMPLES: Mapping[str, str] = {
   mirrord copy nginx:1.27 127.0.0.1:5000/nginx:1.27 --platform linux/amd64 -c mirrord.yaml""",
     "version": """example:
   mirrord version""",
+    "keygen": """examples:
+  mirrord keygen /etc/mirrord/cosign --passphrase-file /run/secrets/cosign-passphrase
+  mirrord keygen ./mirror              (asks for the passphrase twice on the terminal)""",
 }
 
 

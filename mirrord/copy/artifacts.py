@@ -52,13 +52,15 @@ def subject_tag(subject: Digest, suffix: str = "") -> str:
 
 @dataclass(frozen=True, slots=True)
 class ArtifactTarget:
-    """A target's view of the subjects: those kept byte for byte, those rewritten (old -> new), and
-    the artifact types it wants (None: every type)."""
+    """A target's view of the subjects: those kept byte for byte, those rewritten (old -> new), the
+    artifact types it wants (None: every type), and the subjects whose ``.sig`` its signer keeps
+    (merging the source's signatures itself: a byte-for-byte copy would drop its own)."""
 
     repository: Repository
     kept: frozenset[Digest]
     rewritten: Mapping[Digest, Digest]
     artifact_types: tuple[str, ...] | None = None
+    own_signatures: frozenset[Digest] = frozenset()
 
 
 @dataclass(slots=True)
@@ -197,6 +199,8 @@ class Artifacts:
     ) -> list[ArtifactTarget]:
         wanted = []
         for target in targets:
+            if found.subject in target.own_signatures and found.tag == subject_tag(found.subject, ".sig"):
+                continue
             if found.subject in target.kept:
                 wanted.append(target)
             elif (new := target.rewritten.get(found.subject)) is not None:
@@ -304,7 +308,8 @@ def artifact_views(
             rewritten = {} if final == source_digest else {source_digest: final}
         else:
             continue
-        views.append(ArtifactTarget(target.repository, kept, rewritten, target.artifact_types))
+        own = frozenset({source_digest} & kept) if target.signer is not None else frozenset()
+        views.append(ArtifactTarget(target.repository, kept, rewritten, target.artifact_types, own))
     return tree, views
 
 

@@ -6,8 +6,10 @@ Order of work for one image, and why:
    HEAD per target tag. A target holding a rewritten index made from this source digest with the
    same platform filter (read from its annotations with one small GET at the target) is up to date.
    The source never sees a GET for an unchanged image.
-2. GET the source manifest, then the children a platform filter keeps (bounded, in parallel, level
-   by level through nested indexes), and plan (:mod:`mirrord.copy.planner`).
+2. GET the source manifest; the request's ``gate`` (the signature policy) admits or refuses the
+   image now, before any child or blob is requested (a refused image ends ``rejected``); then the
+   children a platform filter keeps (bounded, in parallel, level by level through nested indexes),
+   and plan (:mod:`mirrord.copy.planner`).
 3. Blobs, largest first, through :class:`mirrord.copy.blobs.BlobTransfers` (exists / mounted /
    deduplicated / one verified source read teed into every target).
    A target with ``format``/``compression`` gets its own plan (:mod:`mirrord.copy.convert`),
@@ -20,6 +22,8 @@ Order of work for one image, and why:
    manifest copied through :mod:`mirrord.copy.artifacts` (of the root of an unchanged image only
    when the request says ``recheck_artifacts``: looking costs source GETs); those whose subject's
    digest changed at a target are reported as dropped instead.
+6. Signatures (targets with a ``signer``): every root pushed is signed under its target digest,
+   the source's signatures of a kept root merged beside (:mod:`mirrord.copy.hooks`).
 
 One engine is one pass: its dedup state (claims) spans every image copied through it. An image that
 fails is reported in its :class:`CopyResult`; nothing but CancelledError is raised.
@@ -42,7 +46,7 @@ from mirrord.copy.convert import (
     placeholder_layers,
     transform_plan,
 )
-from mirrord.copy.errors import ManifestTooDeep, first_leaf, log_unexpected
+from mirrord.copy.errors import ImageRefused, ManifestTooDeep, first_leaf, log_unexpected
 from mirrord.copy.freshness import check_targets, display
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
@@ -56,7 +60,14 @@ from mirrord.copy.planner import (
 from mirrord.copy.recode import LayerRecoder
 from mirrord.copy.recompress import ConversionMap
 from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
-from mirrord.core.events import EventBus, ImageDone, ImageFailed, ImageStarted, ManifestPushed
+from mirrord.core.events import (
+    EventBus,
+    ImageDone,
+    ImageFailed,
+    ImageRejected,
+    ImageStarted,
+    ManifestPushed,
+)
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import DigestMismatch, ProtocolError
@@ -188,6 +199,8 @@ class CopyEngine:
         self.events.emit(ImageStarted(request.entry, image.display, targets))
         try:
             outcome = await self._copy(image)
+        except ImageRefused as exc:
+            return self._rejected(image, str(exc))
         except Exception as exc:
             return self._failed(image, describe(exc), exc)
         if image.errors:
@@ -228,7 +241,36 @@ class CopyEngine:
                 image.failures,
             )
             image.artifacts = await self._artifacts.sync(request.source, subjects, views, entry=request.entry)
+        if look and image.source_digest is not None:
+            await self._signatures(image, outcome == "copied")
         return outcome
+
+    async def _signatures(self, image: _Image, copied: bool) -> None:
+        """Each signing target: sign the root pushed in this pass; merge the source's signatures
+        of a root that kept its digest (also on a recheck of an unchanged image)."""
+        request = image.request
+        assert image.source_digest is not None
+        for i, target in enumerate(request.targets):
+            digest = image.target_digests.get(str(target.repository))
+            if target.signer is None or digest is None or i in image.failures:
+                continue
+            sign = copied and i in image.plans
+            merge = target.artifacts and digest == image.source_digest
+            if not (sign or merge):
+                continue
+            try:
+                await target.signer(
+                    target.repository,
+                    digest,
+                    source=request.source,
+                    source_digest=image.source_digest,
+                    merge_source=merge,
+                    sign=sign,
+                )
+            except Exception as exc:
+                where = f"signatures at {target.repository}"
+                log_unexpected(log, exc, where, entry=request.entry, image=image.display)
+                image.fail(i, f"{where}: {describe(exc)}")
 
     async def _copy_quiet(self, request: CopyRequest) -> CopyResult:
         """One image without events of its own and without its artifacts (how artifacts are copied)."""
@@ -291,6 +333,10 @@ class CopyEngine:
         reference = str(image.source_digest) if image.source_digest else request.reference
         root = await request.source.manifest_get(reference)
         image.source_digest = root.digest
+        if request.gate is not None:
+            refusal = await request.gate(request.source, request.reference, root)
+            if refusal is not None:
+                raise ImageRefused(refusal, source=image.display)
         children = await self._fetch_children(request.source, root, _filter(request))
         image.source_tree = {root.digest, *children}
         plan = build_plan(
@@ -321,6 +367,10 @@ class CopyEngine:
                 },
             )
         return plan
+
+    def _rejected(self, image: _Image, reason: str) -> CopyResult:
+        self.events.emit(ImageRejected(image.request.entry, image.display, reason))
+        return image.result("rejected", reason)
 
     def _failed(self, image: _Image, error: str, exc: BaseException | None = None) -> CopyResult:
         request = image.request

@@ -4,7 +4,8 @@ registry error that caused it); :meth:`CopyEngine.copy` reports them in the resu
     CopyError                 base: carries the source display name
     ├── NoMatchingPlatform    a platform filter kept nothing of an index
     ├── ManifestTooDeep       indexes nested deeper than the engine follows
-    └── BlobCopyFailed        a blob could not be brought to a target (``cause`` says why)
+    ├── BlobCopyFailed        a blob could not be brought to a target (``cause`` says why)
+    └── ImageRefused          the request's gate (the signature policy) refused the image
 
 An error that is not a :class:`~mirrord.core.errors.MirrordError` is a programming error: the
 engine still reports it per image, and :func:`log_unexpected` logs its traceback where it does.
@@ -39,6 +40,10 @@ class BlobCopyFailed(CopyError):
     def __init__(self, message: str, *, cause: BaseException, source: str | None = None) -> None:
         super().__init__(message, source=source)
         self.cause = cause
+
+
+class ImageRefused(CopyError):
+    """The request's :class:`mirrord.copy.hooks.Gate` refused the image; the message says why."""
 
 
 _LOGGED = "_mirrord_traceback_logged"

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from mirrord.copy.convert import Transform
+from mirrord.copy.hooks import Gate, Signer
 from mirrord.oci import Digest, Platform
 from mirrord.oci.convert import Compression, Format
 from mirrord.registry.base import Repository
 
-Outcome = Literal["copied", "unchanged", "failed"]
+Outcome = Literal["copied", "unchanged", "failed", "rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,8 @@ class Target:
     ``format`` (keep|oci|docker) and ``compression`` (keep|zstd|gzip) rewrite what this target gets
     (:mod:`mirrord.copy.convert`); ``artifacts`` also copies signatures, attestations and referrers
     of every manifest copied (:mod:`mirrord.copy.artifacts`), only those whose type is in
-    ``artifact_types`` when that is set.
+    ``artifact_types`` when that is set. ``signer`` signs every root pushed here and keeps the
+    root's ``.sig`` (:class:`mirrord.copy.hooks.Signer`).
     """
 
     repository: Repository
@@ -31,6 +33,7 @@ class Target:
     compression: Compression = "keep"
     artifacts: bool = False
     artifact_types: tuple[str, ...] | None = None
+    signer: Signer | None = None
 
     @property
     def transform(self) -> Transform:
@@ -48,6 +51,8 @@ class CopyRequest:
     signature is invalidated. Artifacts are looked for when the image is copied; for an unchanged
     image only with ``recheck_artifacts`` (that costs source requests: a tag list, a referrers query,
     a HEAD per artifact tag), so that otherwise an unchanged image costs one HEAD per side.
+    ``gate`` admits or refuses the image once its root manifest is read, before anything else of
+    it is requested (:class:`mirrord.copy.hooks.Gate`); an unchanged image is not asked about.
     """
 
     source: Repository
@@ -59,6 +64,7 @@ class CopyRequest:
     force: bool = False
     require_signatures: bool = False
     recheck_artifacts: bool = False
+    gate: Gate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,8 @@ class CopyResult:
 
     ``target_digests`` maps ``str(target repository)`` to the root digest there (targets that
     completed or were already up to date); ``digest_map`` old -> new for rewritten manifests;
-    ``bytes`` the blob bytes read from the source for this image; ``error`` says why it failed;
+    ``bytes`` the blob bytes read from the source for this image; ``error`` says why it failed
+    (or, for outcome ``rejected``, why the gate refused it);
     ``artifacts`` the references of artifacts copied or found up to date; ``dropped_signatures``
     the artifacts not copied because their subject's digest changed at a target.
     """

@@ -108,6 +108,16 @@ class ImageFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageRejected:
+    """A source reference was refused (by the signature policy) before any of its blobs was read;
+    it was copied to no target. ``reason`` says why (no secrets)."""
+
+    entry: str
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class HttpRequestDone:
     """One HTTP request finished (``code`` 0 when no response arrived)."""
 
@@ -143,6 +153,7 @@ Event = (
     | ManifestPushed
     | ImageDone
     | ImageFailed
+    | ImageRejected
     | HttpRequestDone
     | RetryScheduled
     | RateLimitObserved

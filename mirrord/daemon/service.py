@@ -27,6 +27,7 @@ from mirrord.observe.metrics import Metrics
 from mirrord.plan import Entry, Plan, PlanError, load_plan
 from mirrord.registry.hub import Registries
 from mirrord.sync import EntryReport, SyncRunner, open_location_cache, shard_entries
+from mirrord.sync.trust import Trust, open_trust
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class EntryStatus:
     copied: int = 0
     unchanged: int = 0
     failed: int = 0
+    rejected: int = 0
     bytes: int = 0
     last_error: str | None = None
     runs: int = 0
@@ -78,6 +80,7 @@ class Service:
         self._entries: dict[str, Entry] = {}
         self._status: dict[str, EntryStatus] = {}
         self._runner: SyncRunner | None = None
+        self._trust = Trust()
         self._registries: Registries | None = None
         self._stopping = asyncio.Event()
         self._ready = False
@@ -110,7 +113,12 @@ class Service:
                 **{key: iso(value) for key, value in times.items()},
                 "result": st.result,
                 "running": self.scheduler.running(name),
-                "images": {"copied": st.copied, "unchanged": st.unchanged, "failed": st.failed},
+                "images": {
+                    "copied": st.copied,
+                    "unchanged": st.unchanged,
+                    "failed": st.failed,
+                    "rejected": st.rejected,
+                },
                 "bytes": st.bytes,
                 "next_run": iso(next_at),
                 "last_error": st.last_error,
@@ -149,6 +157,7 @@ class Service:
         # before either changes anything; nothing after the scheduler can raise (metrics never veto a
         # plan), so the service and the scheduler always run the same entries.
         plan = load_plan(self.plan_path)
+        self._trust = open_trust(plan)  # the policy and signing keys, read once per load (PlanError)
         entries = shard_entries(plan.entries, self.shard)
         self.scheduler.set_entries({e.name: e.interval for e in entries})
         self._entries = {e.name: e for e in entries}
@@ -173,7 +182,9 @@ class Service:
         self._reloaded(True)
         async with Registries(self.plan.registries, events=self.events) as registries:
             self._registries = registries
-            self._runner = SyncRunner(self.plan, registries, events=self.events, locations=self.locations)
+            self._runner = SyncRunner(
+                self.plan, registries, events=self.events, locations=self.locations, trust=self._trust
+            )
             runner, self.port = await self._start_http(self.plan)
             try:
                 self._install_signals()
@@ -239,7 +250,9 @@ class Service:
             self.plan = plan
             if self._registries is not None:
                 self._registries.update_settings(plan.registries)
-                runner = SyncRunner(plan, self._registries, events=self.events, locations=self.locations)
+                runner = SyncRunner(
+                    plan, self._registries, events=self.events, locations=self.locations, trust=self._trust
+                )
                 if self._runner is not None:
                     runner.carry_over(self._runner)
                 self._runner = runner
@@ -273,6 +286,7 @@ class Service:
         st.copied = report.count("copied")
         st.unchanged = report.count("unchanged")
         st.failed = report.count("failed")
+        st.rejected = report.count("rejected")
         st.bytes = sum(i.bytes for i in report.images)
         errors = [i.error for i in report.images if i.error] + ([report.error] if report.error else [])
         st.last_error = errors[0] if errors else None

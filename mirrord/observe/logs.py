@@ -106,6 +106,8 @@ def event_logger(*, verbose: bool = False) -> Callable[[ev.Event], None]:
                 )
             case ev.ImageFailed():
                 _log(logging.ERROR, "image failed", event.entry, event.source, None, error=event.error)
+            case ev.ImageRejected():
+                _log(logging.ERROR, "image rejected", event.entry, event.source, None, reason=event.reason)
             case ev.ImageStarted() if verbose:
                 _log(
                     logging.INFO,

@@ -23,6 +23,7 @@ from mirrord.core.events import (
     HttpRequestDone,
     ImageDone,
     ImageFailed,
+    ImageRejected,
     RateLimitObserved,
     RetryScheduled,
     TransferFinished,
@@ -35,7 +36,7 @@ from mirrord.core.events import (
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 RUN_RESULTS = ("success", "failure")
-IMAGE_RESULTS = ("copied", "unchanged", "failed")
+IMAGE_RESULTS = ("copied", "unchanged", "failed", "rejected")
 BLOB_OUTCOMES = ("copied", "exists", "mounted", "deduplicated")
 
 # Anything else is folded into "OTHER" so a misbehaving caller cannot explode the label set.
@@ -172,6 +173,8 @@ class Metrics:
                 self.images.labels(entry=event.entry, result=event.outcome).inc()
             case ImageFailed():
                 self.images.labels(entry=event.entry, result="failed").inc()
+            case ImageRejected():
+                self.images.labels(entry=event.entry, result="rejected").inc()
             case BytesTransferred() if event.count > 0:
                 labels = {"registry": _host(event.registry), "direction": event.direction}
                 self.transferred_bytes.labels(**labels).inc(event.count)

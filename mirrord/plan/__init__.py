@@ -11,7 +11,7 @@ and ``server:``), ``fields`` and ``entries`` (``defaults:`` and ``sync:``), ``lo
 """
 
 from mirrord.plan.loader import load_plan, parse_plan
-from mirrord.plan.model import Entry, Plan, PlanError, ServerConfig, TargetConfig
+from mirrord.plan.model import Entry, Plan, PlanError, ServerConfig, SignConfig, TargetConfig
 from mirrord.plan.output import check_secrets, plan_to_dict
 from mirrord.plan.overlap import plan_warnings
 
@@ -20,6 +20,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "ServerConfig",
+    "SignConfig",
     "TargetConfig",
     "check_secrets",
     "load_plan",

@@ -162,6 +162,7 @@ def _targets(
                     if spec.artifact_types is not None
                     else _get(merged, "artifact_types", None)
                 ),
+                sign=spec.sign,
             )
         )
     return tuple(out)

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mirrord.oci import Digest, InvalidDigest, InvalidPlatform, InvalidReference, Platform, Reference
 from mirrord.oci.convert import COMPRESSIONS, FORMATS
 from mirrord.oci.reference import is_short_name, validate_tag
+from mirrord.plan.model import SignConfig
 from mirrord.plan.nodes import Value
 from mirrord.plan.registries import normalise_host
 from mirrord.plan.tags import SemverRange, TagFilter
 
-TARGET_KEYS = ("ref", "format", "compression", "artifacts", "artifact_types")
+TARGET_KEYS = ("ref", "format", "compression", "artifacts", "artifact_types", "sign")
+SIGN_KEYS = ("key_file", "passphrase_file", "passphrase_env")
 TAGS_KEYS = ("include", "exclude", "semver", "latest")
 OCI_PREFIX = "oci:"
 
@@ -52,6 +54,7 @@ class TargetSpec:
     value: Value
     artifact_types: tuple[str, ...] | None = None
     options: Mapping[str, Value] = field(default_factory=dict)
+    sign: SignConfig | None = None
 
 
 def split_layout(text: str) -> tuple[str, str | None, str | None]:
@@ -103,7 +106,7 @@ def parse_target(value: Value) -> TargetSpec:
     fields = value.mapping(TARGET_KEYS)
     if "ref" not in fields:
         raise value.error("a target mapping needs ref:")
-    return target_from_text(
+    spec = target_from_text(
         fields["ref"],
         fields["ref"].string(),
         parse_choice(fields["format"], FORMATS) if "format" in fields else None,
@@ -111,6 +114,30 @@ def parse_target(value: Value) -> TargetSpec:
         fields["artifacts"].boolean() if "artifacts" in fields else None,
         parse_artifact_types(fields["artifact_types"]) if "artifact_types" in fields else None,
         options=fields,
+    )
+    if "sign" not in fields:
+        return spec
+    if spec.ref.startswith(OCI_PREFIX):
+        raise fields["sign"].error("sign: needs a registry target (a signature names a repository)")
+    return replace(spec, sign=parse_sign(fields["sign"]))
+
+
+def parse_sign(value: Value) -> SignConfig:
+    """``{key_file, passphrase_file | passphrase_env}``: a cosign key and its passphrase's place."""
+    fields = value.mapping(SIGN_KEYS)
+    if "key_file" not in fields:
+        raise value.error("sign: needs key_file (a cosign encrypted private key)")
+    if "passphrase_file" in fields and "passphrase_env" in fields:
+        raise fields["passphrase_env"].error("give passphrase_file or passphrase_env, not both")
+    env = fields["passphrase_env"].string() if "passphrase_env" in fields else None
+    if env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
+        raise fields["passphrase_env"].error(f"{env!r} is not an environment variable name")
+    return SignConfig(
+        key_file=fields["key_file"].string(),
+        passphrase_file=fields["passphrase_file"].string() if "passphrase_file" in fields else None,
+        passphrase_env=env,
+        key=value.key,
+        line=value.line,
     )
 
 

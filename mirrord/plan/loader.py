@@ -10,7 +10,7 @@ from mirrord.plan.nodes import Value, compose
 from mirrord.plan.overlap import check_overlaps
 from mirrord.plan.registries import parse_registries, parse_server
 
-ROOT_KEYS = ("version", "registries", "defaults", "sync", "server")
+ROOT_KEYS = ("version", "registries", "defaults", "sync", "server", "policy")
 SUPPORTED_VERSION = 1
 
 
@@ -40,7 +40,18 @@ def parse_plan(text: str, path: str = "<plan>") -> Plan:
     entries = parse_entries(items.get("sync"), defaults)
     check_overlaps(entries, items.get("sync"))
     server = parse_server(items.get("server"), origins)
-    return Plan(path=path, registries=registries, entries=tuple(entries), server=server, origins=origins)
+    policy = None
+    if "policy" in items:
+        policy = items["policy"].string()
+        origins["policy"] = items["policy"].line
+    return Plan(
+        path=path,
+        registries=registries,
+        entries=tuple(entries),
+        server=server,
+        policy=policy,
+        origins=origins,
+    )
 
 
 def _check_version(root: Value, version: Value | None) -> None:

@@ -44,13 +44,27 @@ class PlanError(MirrordError):
 
 
 @dataclass(frozen=True, slots=True)
+class SignConfig:
+    """A target's ``sign:``: a cosign encrypted private key and where its passphrase is (a file,
+    whose trailing newline is dropped, or an environment variable; neither: an empty passphrase).
+    ``key`` and ``line`` say where the plan wrote it (for messages)."""
+
+    key_file: str
+    passphrase_file: str | None = None
+    passphrase_env: str | None = None
+    key: str = field(default="", compare=False)
+    line: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class TargetConfig:
     """Where an entry's images go.
 
     ``ref`` is ``registry/repository`` (normalised, no tag) or ``oci:PATH``; ``tag`` is a fixed target
     tag when the target names one (only allowed when the source names one tag or digest); otherwise
     images keep their source tags. ``artifact_types`` (None: all) limits which artifacts are copied
-    (by ``artifactType``, else a non-image config type, else the first layer's type).
+    (by ``artifactType``, else a non-image config type, else the first layer's type). ``sign``
+    signs every root pushed here (registry targets only).
     """
 
     ref: str
@@ -59,6 +73,7 @@ class TargetConfig:
     compression: Compression = "keep"
     artifacts: bool = True
     artifact_types: tuple[str, ...] | None = None
+    sign: SignConfig | None = None
 
     @property
     def is_layout(self) -> bool:
@@ -120,13 +135,15 @@ class Plan:
     ``registries`` maps a normalised host (``docker.io``, ``127.0.0.1:5000``) to its settings; hosts not
     listed get :func:`mirrord.registry.settings.default_settings`. ``origins`` maps key paths of file
     and secret settings to plan lines, so later checks (:func:`mirrord.plan.check_secrets`) can name the
-    line; it takes no part in equality.
+    line; it takes no part in equality. ``policy`` is the signature policy file
+    (containers-policy.json(5)) every image is checked against before it is copied; None admits all.
     """
 
     path: str
     registries: Mapping[str, RegistrySettings] = field(default_factory=dict)
     entries: tuple[Entry, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)
+    policy: str | None = None
     origins: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mirrord.plan.model import Entry, Plan, PlanError, ServerConfig, TargetConfig
+from mirrord.plan.model import Entry, Plan, PlanError, ServerConfig, SignConfig, TargetConfig
 from mirrord.plan.nodes import format_duration
 from mirrord.plan.registries import registry_key
 from mirrord.plan.tags import TagFilter
@@ -21,6 +21,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     plan YAML again: parsing it yields an equal plan, except that an inline password reads ``***``.
     """
     out: dict[str, Any] = {"version": 1}
+    if plan.policy is not None:
+        out["policy"] = plan.policy
     if plan.registries:
         out["registries"] = {host: _registry(s) for host, s in plan.registries.items()}
     out["sync"] = [_entry(e) for e in plan.entries]
@@ -96,6 +98,11 @@ def _target(target: TargetConfig) -> dict[str, Any]:
     }
     if target.artifact_types is not None:
         out["artifact_types"] = list(target.artifact_types)
+    if target.sign is not None:
+        # Paths and a variable's name only: the passphrase and the key never appear.
+        sign = {"key_file": target.sign.key_file, "passphrase_file": target.sign.passphrase_file,
+                "passphrase_env": target.sign.passphrase_env}  # fmt: skip
+        out["sign"] = {k: v for k, v in sign.items() if v is not None}
     return out
 
 
@@ -144,10 +151,26 @@ def check_secrets(plan: Plan) -> None:
             _check_env(plan, registry_key(host, "auth.password_env"), auth.password_env)
     if plan.server.trigger_token_file is not None:
         _check_file(plan, "server.trigger_token_file", plan.server.trigger_token_file)
+    if plan.policy is not None:
+        _check_file(plan, "policy", plan.policy)
+    for entry in plan.entries:
+        for target in entry.targets:
+            if target.sign is not None:
+                _check_sign(plan, target.sign)
 
 
-def _check_file(plan: Plan, key: str, path: str) -> None:
-    line = plan.origins.get(key)
+def _check_sign(plan: Plan, sign: SignConfig) -> None:
+    files = {"key_file": sign.key_file, "passphrase_file": sign.passphrase_file}
+    for name, path in files.items():
+        if path is not None:
+            _check_file(plan, f"{sign.key}.{name}", path, sign.line)
+    if sign.passphrase_env is not None and sign.passphrase_env not in os.environ:
+        key = f"{sign.key}.passphrase_env"
+        raise PlanError(plan.path, sign.line, key, f"environment variable {sign.passphrase_env} is not set")
+
+
+def _check_file(plan: Plan, key: str, path: str, line: int | None = None) -> None:
+    line = plan.origins.get(key, line)
     if os.path.isdir(path):
         raise PlanError(plan.path, line, key, f"{path!r} is a directory, not a file")
     try:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from mirrord.copy.engine import CopyResult
 from mirrord.oci import name_with_reference
 
-Result = Literal["copied", "unchanged", "failed", "would-copy", "pruned", "would-prune"]
+Result = Literal["copied", "unchanged", "failed", "rejected", "would-copy", "pruned", "would-prune"]
 
 
 @dataclass(slots=True)
@@ -45,8 +45,8 @@ class EntryReport:
 
     @property
     def ok(self) -> bool:
-        """True when the entry resolved and no image failed."""
-        return self.error is None and all(i.result != "failed" for i in self.images)
+        """True when the entry resolved and no image failed or was rejected (by the policy)."""
+        return self.error is None and all(i.result not in ("failed", "rejected") for i in self.images)
 
     def count(self, result: Result) -> int:
         """How many images ended with ``result``."""

@@ -26,6 +26,7 @@ from mirrord.registry.errors import NotFound, RegistryError
 from mirrord.sync.hints import add_missing_tag_hints, warn_if_nothing_selected
 from mirrord.sync.report import EntryReport, ImageReport, display, image_report
 from mirrord.sync.state import conversions_beside
+from mirrord.sync.trust import Trust, open_trust
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class SyncRunner:
     the entry's ``recheck_artifacts`` and on the pass after the image was copied or failed (the
     runner remembers those, so in the daemon a signature pushed shortly after its image, or an
     artifact copy that failed, still arrives on the next pass).
+
+    ``trust`` (default: opened from the plan, TrustError when it cannot be) supplies the signature
+    policy's gate for every image and the signer of each signing target.
     """
 
     def __init__(
@@ -52,8 +56,10 @@ class SyncRunner:
         limits: Limits | None = None,
         locations: LocationCache | None = None,
         conversions: ConversionMap | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.plan = plan
+        self.trust = trust if trust is not None else open_trust(plan)
         self.registries = registries
         # (entry name, version) whose artifacts the next pass looks for even when unchanged.
         self._recheck: set[tuple[str, str]] = set()
@@ -196,6 +202,7 @@ class SyncRunner:
                     compression=cfg.compression,
                     artifacts=cfg.artifacts,
                     artifact_types=cfg.artifact_types,
+                    signer=self.trust.signer(cfg),
                 )
                 for cfg, repo in targets
             )
@@ -209,6 +216,7 @@ class SyncRunner:
                     force=force,
                     require_signatures=entry.require_signatures,
                     recheck_artifacts=entry.recheck_artifacts or (entry.name, version) in self._recheck,
+                    gate=self.trust.gate,
                 )
             )
         return requests

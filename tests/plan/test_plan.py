@@ -368,7 +368,8 @@ ERROR_CASES = [
     ),
     pytest.param(
         "version: 1\nsyncs: []\n",
-        "mirrord.yaml:2: syncs: unknown key (expected one of: version, registries, defaults, sync, server)",
+        "mirrord.yaml:2: syncs: unknown key (expected one of: version, registries, defaults, sync, server, "
+        "policy)",
         id="unknown top key",
     ),
     pytest.param(
@@ -386,7 +387,7 @@ ERROR_CASES = [
     pytest.param(
         "version: 1\nsync:\n  - source: a.io/b\n    targets:\n      - {ref: c.io/d, formt: oci}\n",
         "mirrord.yaml:5: sync[0].targets[0].formt: unknown key (expected one of: ref, format, compression, "
-        "artifacts, artifact_types)",
+        "artifacts, artifact_types, sign)",
         id="unknown target key",
     ),
     pytest.param(
