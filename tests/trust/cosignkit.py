@@ -33,6 +33,10 @@ class CosignKey:
     private: ec.EllipticCurvePrivateKey
     pub: Path
 
+    @property
+    def public(self) -> ec.EllipticCurvePublicKey:
+        return self.private.public_key()
+
     @classmethod
     def make(cls, path: Path) -> CosignKey:
         private = ec.generate_private_key(ec.SECP256R1())
@@ -97,14 +101,16 @@ async def sign(repo: Repository, digest: Digest, key: CosignKey, identity: str) 
 
 @dataclass(frozen=True)
 class Found:
-    """A signature read back: who (the public key file that verifies it, or None) and what."""
+    """A signature read back: what it claims, and the name of the key that verifies it (or None)."""
 
     identity: str
     digest: str
-    verified_by: Path | None
+    verified_by: str | None
 
 
-async def read_signatures(repo: Repository, digest: Digest | str, keys: list[CosignKey]) -> list[Found]:
+async def read_signatures(
+    repo: Repository, digest: Digest | str, keys: dict[str, ec.EllipticCurvePublicKey]
+) -> list[Found]:
     """Every signature in ``repo``'s ``.sig`` of ``digest``, each checked against ``keys``."""
     try:
         manifest = json.loads((await repo.manifest_get(sig_tag(digest))).raw)
@@ -116,15 +122,22 @@ async def read_signatures(repo: Repository, digest: Digest | str, keys: list[Cos
             payload = b"".join([chunk async for chunk in stream])
         signature = base64.b64decode(layer["annotations"][ANNOTATION])
         by = None
-        for key in keys:
+        for name, key in keys.items():
             try:
-                key.private.public_key().verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+                key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
             except InvalidSignature:
                 continue
-            by = key.pub
+            by = name
         critical = json.loads(payload)["critical"]
         assert critical["type"] == "cosign container image signature"
         found.append(
             Found(critical["identity"]["docker-reference"], critical["image"]["docker-manifest-digest"], by)
         )
     return found
+
+
+def public_key(pem_file: Path) -> ec.EllipticCurvePublicKey:
+    """The ECDSA public key of a PEM file (cryptography directly)."""
+    key = serialization.load_pem_public_key(pem_file.read_bytes())
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key

@@ -104,14 +104,14 @@ async def test_the_mirror_signs_beside_the_publisher_and_not_twice(tmp_path: Pat
     )  # fmt: skip
     engine = CopyEngine()
     assert (await engine.copy(request)).outcome == "copied"
-    found = await read_signatures(target, digest, [publisher, mirror])
+    found = await read_signatures(target, digest, {"publisher": publisher.public, "mirror": mirror.public})
     assert {(f.identity, f.digest, f.verified_by) for f in found} == {
-        ("src.example/app", str(digest), publisher.pub),
-        ("dst.example/mirror/app", str(digest), mirror.pub),
+        ("src.example/app", str(digest), "publisher"),
+        ("dst.example/mirror/app", str(digest), "mirror"),
     }
     again = await CopyEngine().copy(request)  # unchanged, artifacts looked at again: nothing new
     assert again.outcome == "unchanged"
-    assert len(await read_signatures(target, digest, [])) == 2
+    assert len(await read_signatures(target, digest, {})) == 2
     assert signer.signed == 1
 
 
@@ -128,10 +128,8 @@ async def test_a_rewritten_index_is_signed_under_its_new_digest(tmp_path: Path) 
     assert result.outcome == "copied", result.error
     new = result.target_digests[str(target)]
     assert new != made["1"].digest  # type: ignore[attr-defined]
-    found = await read_signatures(target, new, [publisher, mirror])
-    assert [(f.identity, f.digest, f.verified_by) for f in found] == [
-        ("dst.example/app", str(new), mirror.pub)
-    ]
+    found = await read_signatures(target, new, {"publisher": publisher.public, "mirror": mirror.public})
+    assert [(f.identity, f.digest, f.verified_by) for f in found] == [("dst.example/app", str(new), "mirror")]
 
 
 def test_the_signer_never_shows_its_key() -> None:
