@@ -168,9 +168,19 @@ async def test_policy_refuses_before_any_blob_and_the_mirror_signs_what_it_serve
             }
             sig_digests["filtered"] = await filtered.manifest_head(sig_tag(new))
 
-        # A second pass signs nothing new: the .sig manifests keep their digests.
+        # A second pass signs nothing new: the .sig manifests keep their digests, and the admitted
+        # images cost the source their HEAD only (no GET, no signature read: unchanged is not re-judged).
+        src.clear_requests()
         second = await run_cli("sync", "-c", str(plan), "--report", str(tmp_path / "r2.json"), env=env)
         assert second.code == 1, second.output
+        admitted = (
+            "/manifests/signed",
+            "/manifests/index",
+            str(made["signed"].digest),
+            str(made["index"].digest),
+        )
+        assert [(m, p) for m, p, _ in src.requests if m != "HEAD" and any(a in p for a in admitted)] == []
+        assert src.count("HEAD", "manifest") == 2 + 1 + 2  # signed, index (twice: two entries), refused two
         results = {
             (r["entry"], r["source"].rsplit(":", 1)[1]): r["result"]
             for r in read_report(tmp_path / "r2.json")
