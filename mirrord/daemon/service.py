@@ -157,9 +157,10 @@ class Service:
         # before either changes anything; nothing after the scheduler can raise (metrics never veto a
         # plan), so the service and the scheduler always run the same entries.
         plan = load_plan(self.plan_path)
-        self._trust = open_trust(plan)  # the policy and signing keys, read once per load (PlanError)
+        trust = open_trust(plan)  # the policy and signing keys, read once per load (PlanError)
         entries = shard_entries(plan.entries, self.shard)
         self.scheduler.set_entries({e.name: e.interval for e in entries})
+        self._trust = trust
         self._entries = {e.name: e for e in entries}
         for name in list(self._status):
             if name not in self._entries:

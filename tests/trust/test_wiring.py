@@ -108,3 +108,20 @@ def test_rejected_images_fail_the_entry_count_in_metrics_and_show_in_status(tmp_
     status = service.status()["entries"]["e"]
     assert status["images"]["rejected"] == 1
     assert status["last_error"] == "signature policy p (scope s): why"
+
+
+def test_the_daemon_refuses_a_plan_whose_policy_is_broken(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(_plan_text(tmp_path, "dst.example/app", f"policy: {policy}\n"))
+    service = Service(plan)
+    service._load()
+    assert service._trust.gate is not None
+    kept = service._trust
+    policy.write_text(json.dumps({"default": [{"type": "trustMe"}]}))
+    with pytest.raises(
+        PlanError, match=r"plan.yaml:2: policy: .*default\[0\].type: unknown requirement type"
+    ):
+        service._load()
+    assert service._trust is kept  # a rejected reload keeps what was running
