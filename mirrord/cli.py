@@ -222,7 +222,8 @@ async def _sync(args: argparse.Namespace) -> int:
     if trust is None:
         return EXIT_INVALID
     try:
-        entries = shard_entries(select_entries(plan, args.entry), _shard(args.shard))
+        shard = _shard(args.shard)
+        entries = shard_entries(select_entries(plan, args.entry), shard)
     except ValueError as exc:
         print(f"mirrord: {exc}", file=sys.stderr)
         return EXIT_INVALID
@@ -231,7 +232,7 @@ async def _sync(args: argparse.Namespace) -> int:
         bus = _bus(args.verbose, stack, not args.no_progress and not args.dry_run)
         async with Registries(plan.registries, events=bus) as registries:
             locations = open_location_cache(args.state_dir)
-            runner = SyncRunner(plan, registries, events=bus, locations=locations, trust=trust)
+            runner = SyncRunner(plan, registries, events=bus, locations=locations, trust=trust, shard=shard)
             reports = await runner.run_pass(entries, dry_run=args.dry_run)
     if args.report:
         _write_report(args.report, reports)
@@ -245,6 +246,7 @@ def _write_report(path: str, reports: Sequence[Any]) -> None:
         "version": __version__,
         "entries": [
             {"entry": r.entry, "ok": r.ok, "error": r.error, "started": r.started, "finished": r.finished}
+            | ({} if r.repositories is None else {"repositories": r.repositories})
             for r in reports
         ],
         "images": [i.to_json() for r in reports for i in r.images],
@@ -256,6 +258,8 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
     for r in reports:
         if r.error:
             print(f"{r.entry}: FAILED: {r.error}")
+        if r.repositories is not None:
+            print(f"{r.entry}: {len(r.repositories)} repositories: {' '.join(r.repositories)}")
         for i in r.images:
             line = f"{r.entry}: {i.result:<10} {i.source}"
             if i.source_digest:

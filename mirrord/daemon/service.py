@@ -48,6 +48,7 @@ class EntryStatus:
     bytes: int = 0
     last_error: str | None = None
     runs: int = 0
+    repositories: int | None = None  # a pattern entry: repositories its last pass covered
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,6 +127,7 @@ class Service:
                 "runs": st.runs,
                 # The same times as Unix seconds, as /status gave them before ISO 8601.
                 **{f"{key}_unix": value for key, value in {**times, "next_run": next_at}.items()},
+                "repositories": st.repositories,
             }
         return {
             "version": __version__,
@@ -184,7 +186,12 @@ class Service:
         async with Registries(self.plan.registries, events=self.events) as registries:
             self._registries = registries
             self._runner = SyncRunner(
-                self.plan, registries, events=self.events, locations=self.locations, trust=self._trust
+                self.plan,
+                registries,
+                events=self.events,
+                locations=self.locations,
+                trust=self._trust,
+                shard=self.shard,
             )
             runner, self.port = await self._start_http(self.plan)
             try:
@@ -252,7 +259,12 @@ class Service:
             if self._registries is not None:
                 self._registries.update_settings(plan.registries)
                 runner = SyncRunner(
-                    plan, self._registries, events=self.events, locations=self.locations, trust=self._trust
+                    plan,
+                    self._registries,
+                    events=self.events,
+                    locations=self.locations,
+                    trust=self._trust,
+                    shard=self.shard,
                 )
                 if self._runner is not None:
                     runner.carry_over(self._runner)
@@ -291,3 +303,6 @@ class Service:
         st.bytes = sum(i.bytes for i in report.images)
         errors = [i.error for i in report.images if i.error] + ([report.error] if report.error else [])
         st.last_error = errors[0] if errors else None
+        if report.repositories is not None:
+            st.repositories = len(report.repositories)
+            self.metrics.entry_repositories(report.entry, len(report.repositories))

@@ -110,6 +110,12 @@ class Metrics:
             ["entry"],
             registry=reg,
         )
+        self.repositories = Gauge(
+            "mirrord_repositories",
+            "Repositories a pattern entry covered in its last pass (catalog matches this shard owns)",
+            ["entry"],
+            registry=reg,
+        )
 
     def _define_transfer(self) -> None:
         reg = self.registry
@@ -214,6 +220,10 @@ class Metrics:
         self.config_reload_success.set(1 if ok else 0)
         self.config_reload_timestamp.set(at)
 
+    def entry_repositories(self, entry: str, count: int) -> None:
+        """Record how many repositories pattern ``entry`` covered in its last pass."""
+        self.repositories.labels(entry=entry).set(count)
+
     def declare_entries(self, names: Iterable[str]) -> None:
         """Make the plan's entries the declared set: create their zero series, drop removed ones.
 
@@ -247,6 +257,7 @@ class Metrics:
                 _discard(metric, name, value)
         _discard(self.sync_duration, name)
         _discard(self.last_success, name)  # exists only after a first success
+        _discard(self.repositories, name)  # a pattern entry's, after its first pass
 
     # -- exposition ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from mirrord.oci.convert import COMPRESSIONS, FORMATS, Compression, Format, unsu
 from mirrord.plan import fields as f
 from mirrord.plan.model import DEFAULT_INTERVAL, DEFAULT_PRUNE_MAX, Entry, TargetConfig
 from mirrord.plan.nodes import Value
+from mirrord.plan.patterns import TARGET_WILDCARD, RepositoryFilter
 
 #: Fields an entry and ``defaults`` share, with their parsers. ``format``, ``compression``,
 #: ``artifacts`` and ``artifact_types`` here are the defaults of the entry's targets (a target
@@ -30,7 +31,7 @@ SHARED_FIELDS: dict[str, Callable[[Value], Any]] = {
     "artifacts": Value.boolean,
     "artifact_types": f.parse_artifact_types,
 }
-ENTRY_KEYS = ("name", "source", *SHARED_FIELDS)
+ENTRY_KEYS = ("name", "source", "repositories", *SHARED_FIELDS)
 DEFAULTS_KEYS = (*SHARED_FIELDS, "target_prefix")
 
 
@@ -94,6 +95,7 @@ def _entry(item: Value, defaults: Defaults) -> tuple[Entry, Value]:
     source_value = raw.pop("source")
     source = f.parse_source(source_value)
     name_value = raw.pop("name", None)
+    repositories = _repositories(raw.pop("repositories", None), source)
     own = _parse_shared(raw)
     merged = {**defaults.fields, **own}
     if source.pinned:
@@ -115,8 +117,17 @@ def _entry(item: Value, defaults: Defaults) -> tuple[Entry, Value]:
         search_registries=_get(merged, "search_registries", ()),
         require_signatures=_get(merged, "require_signatures", False),
         recheck_artifacts=_get(merged, "recheck_artifacts", False),
+        repositories=repositories,
     )
     return entry, name_origin
+
+
+def _repositories(value: Value | None, source: f.Source) -> RepositoryFilter | None:
+    if value is None:
+        return None
+    if source.pattern is None:
+        raise value.error("repositories: needs a source pattern (HOST/path/** or a '*' segment)")
+    return f.parse_repositories(value)
 
 
 def _get(merged: dict[str, Parsed], name: str, default: Any) -> Any:
@@ -196,6 +207,13 @@ def _default_format(ref: str) -> str:
 
 
 def _check_target(spec: f.TargetSpec, source: f.Source) -> None:
+    wildcard = spec.ref.endswith(TARGET_WILDCARD)
+    if source.pattern is not None and not wildcard:
+        raise spec.value.error(
+            "the source is a pattern: the target must end in /** (each repository goes below it)"
+        )
+    if source.pattern is None and wildcard:
+        raise spec.value.error("a target ending in /** needs a source pattern (HOST/path/**)")
     if spec.tag is not None and not source.pinned:
         raise spec.value.error(
             "a target tag needs a source that names one tag or digest (every selected tag would land on it)"

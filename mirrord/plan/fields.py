@@ -16,12 +16,16 @@ from mirrord.oci.convert import COMPRESSIONS, FORMATS
 from mirrord.oci.reference import is_short_name, validate_tag
 from mirrord.plan.model import SignConfig
 from mirrord.plan.nodes import Value
+from mirrord.plan.patterns import TARGET_WILDCARD, RepositoryFilter, RepositoryPattern, is_pattern
 from mirrord.plan.registries import normalise_host
 from mirrord.plan.tags import SemverRange, TagFilter
 
 TARGET_KEYS = ("ref", "format", "compression", "artifacts", "artifact_types", "sign")
 SIGN_KEYS = ("key_file", "passphrase_file", "passphrase_env")
 TAGS_KEYS = ("include", "exclude", "semver", "latest")
+REPOSITORIES_KEYS = ("include", "exclude")
+#: Stands in for a wildcard segment while the rest of a pattern is parsed as a reference.
+_WILDCARD_PROBE = "mirrord-wildcard-probe"
 OCI_PREFIX = "oci:"
 
 
@@ -39,6 +43,13 @@ class Source:
     def pinned(self) -> bool:
         """True when the source names one tag or digest (then ``tags:`` does not apply)."""
         return self.tag is not None or self.digest is not None
+
+    @property
+    def pattern(self) -> RepositoryPattern | None:
+        """The repository pattern when the source is one (``host/team/**``)."""
+        if self.name.startswith(OCI_PREFIX) or not is_pattern(self.name):
+            return None
+        return RepositoryPattern.parse(self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +100,54 @@ def parse_source(value: Value) -> Source:
     if text.startswith(OCI_PREFIX):
         ref, tag, digest = _layout(value, text)
         return Source(ref, text, False, tag, digest)
+    if "*" in text:
+        return Source(parse_pattern(value, text), text, False, None, None)
     try:
         parsed = Reference.parse(text, default_tag=None)
         short = is_short_name(text)
     except InvalidReference as exc:
         raise value.error(str(exc)) from None
     return Source(parsed.name, text, short, parsed.tag, parsed.digest)
+
+
+def parse_pattern(value: Value, text: str) -> str:
+    """A pattern source (``HOST/team/**``, ``HOST/*/app``) -> its normalised form.
+
+    The host must be written out (a pattern lists one registry's catalog); no tag or digest.
+    """
+    segments = text.split("/")
+    if len(segments) < 2 or "*" in segments[0] or not _looks_like_host(segments[0]):
+        raise value.error(f"{text!r}: a repository pattern must name its registry (HOST/path/**)")
+    try:
+        RepositoryPattern.parse(text)
+    except ValueError as exc:
+        raise value.error(str(exc)) from None
+    probe = "/".join(s if s not in ("*", "**") else _WILDCARD_PROBE for s in segments)
+    try:
+        parsed = Reference.parse(probe, default_tag=None)
+    except InvalidReference:
+        raise value.error(f"{text!r} is not a valid repository pattern") from None
+    if parsed.tag is not None or parsed.digest is not None:
+        raise value.error(f"{text!r}: a repository pattern cannot name a tag or digest (use tags:)")
+    # Normalisation may add a segment in front (docker.io/x -> library/x): align from the end.
+    written = segments[1:]
+    path = parsed.repository.split("/")
+    offset = len(path) - len(written)
+    path[offset:] = [w if s == _WILDCARD_PROBE else s for s, w in zip(path[offset:], written, strict=True)]
+    return f"{parsed.registry}/{'/'.join(path)}"
+
+
+def _looks_like_host(text: str) -> bool:
+    return "." in text or ":" in text or text == "localhost"
+
+
+def parse_repositories(value: Value) -> RepositoryFilter:
+    """``repositories: {include, exclude}``: regular expressions on repository paths."""
+    fields = value.mapping(REPOSITORIES_KEYS)
+    return RepositoryFilter(
+        include=_patterns(fields["include"]) if "include" in fields else (),
+        exclude=_patterns(fields["exclude"]) if "exclude" in fields else (),
+    )
 
 
 def parse_target(value: Value) -> TargetSpec:
@@ -163,14 +216,22 @@ def target_from_text(
     options: Mapping[str, Value] | None = None,
 ) -> TargetSpec:
     """A target from a reference string; errors point at ``value``."""
-    if text.startswith(OCI_PREFIX):
-        ref, tag, digest = _layout(value, text)
+    wildcard = text.endswith(TARGET_WILDCARD)
+    body = text[: -len(TARGET_WILDCARD)] if wildcard else text
+    if "*" in body:
+        raise value.error(f"{text!r}: a target may hold '**' only as its last path segment")
+    if body.startswith(OCI_PREFIX):
+        ref, tag, digest = _layout(value, body)
     else:
         try:
-            parsed = Reference.parse(text, default_tag=None)
+            parsed = Reference.parse(body, default_tag=None)
         except InvalidReference as exc:
             raise value.error(str(exc)) from None
         ref, tag, digest = parsed.name, parsed.tag, parsed.digest
+    if wildcard:
+        if tag is not None or digest is not None:
+            raise value.error(f"{text!r}: a target ending in /** cannot name a tag or digest")
+        ref += TARGET_WILDCARD
     if digest is not None:
         raise value.error(f"{text!r}: a target cannot name a digest (the digest comes from the source)")
     return TargetSpec(ref, tag, fmt, compression, artifacts, value, artifact_types, dict(options or {}))
@@ -291,6 +352,13 @@ def parse_prefix(value: Value) -> str:
 
 
 def prefixed_target(prefix: str, source: Source) -> str:
-    """``<prefix>/<source host>/<source repo>``, the host lower-cased with ``:`` written as ``_``."""
+    """``<prefix>/<source host>/<source repo>``, the host lower-cased with ``:`` written as ``_``.
+
+    For a pattern the repository part is its fixed prefix followed by ``/**``, so each matching
+    repository lands at ``<prefix>/<source host>/<its whole path>``.
+    """
     host, _, repository = source.name.partition("/")
+    pattern = source.pattern
+    if pattern is not None:
+        repository = "/".join(p for p in (pattern.prefix, "**") if p)
     return f"{prefix}/{host.lower().replace(':', '_')}/{repository}"

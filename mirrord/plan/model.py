@@ -9,6 +9,7 @@ from types import MappingProxyType
 from mirrord.core.errors import MirrordError
 from mirrord.oci import Digest, Platform
 from mirrord.oci.convert import Compression, Format
+from mirrord.plan.patterns import RepositoryFilter, RepositoryPattern, is_pattern
 from mirrord.plan.tags import TagFilter
 from mirrord.registry.settings import RegistrySettings
 
@@ -91,6 +92,8 @@ class Entry:
     then ``tags`` is None. ``tags`` None with neither means every tag. ``platforms`` None means all.
     ``interval`` is in seconds. ``recheck_artifacts`` looks for new artifacts of unchanged images
     every pass (source GETs); otherwise an unchanged image costs one HEAD per side.
+    A ``source`` with ``*``/``**`` segments is a pattern (:attr:`pattern`): its targets end in ``/**``
+    and ``repositories`` (None: all) narrows the catalog's matches.
     """
 
     name: str
@@ -107,6 +110,14 @@ class Entry:
     search_registries: tuple[str, ...] = ()
     require_signatures: bool = False
     recheck_artifacts: bool = False
+    repositories: RepositoryFilter | None = None
+
+    @property
+    def pattern(self) -> RepositoryPattern | None:
+        """The parsed repository pattern when the source is one, else None."""
+        if self.source.startswith("oci:") or not is_pattern(self.source):
+            return None
+        return RepositoryPattern.parse(self.source)
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,11 @@ def _entry(entry: Entry) -> dict[str, Any]:
     out["search_registries"] = list(entry.search_registries)
     out["require_signatures"] = entry.require_signatures
     out["recheck_artifacts"] = entry.recheck_artifacts
+    if entry.repositories is not None:
+        out["repositories"] = {
+            "include": [p.pattern for p in entry.repositories.include],
+            "exclude": [p.pattern for p in entry.repositories.exclude],
+        }
     return out
 
 

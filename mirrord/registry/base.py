@@ -144,3 +144,8 @@ class RepositoryOpener(Protocol):
         """A repository and the tag-or-digest named by ``text``: ``oci:PATH[:TAG]`` or a registry
         reference (InvalidReference when malformed)."""
         ...
+
+    async def catalog(self, host: str) -> list[str]:
+        """Every repository path ``host`` lists (a pattern entry's candidates). MUST raise a
+        RegistryError, not return [], when the registry has no catalog to offer."""
+        ...

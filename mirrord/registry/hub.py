@@ -80,6 +80,10 @@ class Registries:
         ``ref.api_host``, e.g. ``registry-1.docker.io`` for ``docker.io``)."""
         return self.client(ref.registry).repository(ref.repository)
 
+    async def catalog(self, host: str) -> list[str]:
+        """The repository paths ``host``'s catalog lists (CatalogUnavailable when it has none)."""
+        return await self.client(host).catalog()
+
     def open(self, text: str) -> tuple[Repository, str | None]:
         """A repository and the tag-or-digest named by ``text``.
 

@@ -42,6 +42,8 @@ class EntryReport:
     finished: float = 0.0
     images: list[ImageReport] = field(default_factory=list)
     error: str | None = None
+    #: A pattern entry: the repositories (paths) this pass covered; None for a plain entry.
+    repositories: list[str] | None = None
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ from mirrord.oci.convert import unsupported_transform
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
+from mirrord.sync.expand import run_pattern
 from mirrord.sync.hints import add_missing_tag_hints, warn_if_nothing_selected
 from mirrord.sync.report import EntryReport, ImageReport, display, image_report
 from mirrord.sync.state import conversions_beside
@@ -57,12 +58,15 @@ class SyncRunner:
         locations: LocationCache | None = None,
         conversions: ConversionMap | None = None,
         trust: Trust | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.plan = plan
         self.trust = trust if trust is not None else open_trust(plan)
         self.registries = registries
-        # (entry name, version) whose artifacts the next pass looks for even when unchanged.
-        self._recheck: set[tuple[str, str]] = set()
+        #: ``--shard K/N``: which repositories of a pattern entry this runner mirrors.
+        self.shard = shard
+        # (entry name, source, version) whose artifacts the next pass looks for even when unchanged.
+        self._recheck: set[tuple[str, str, str]] = set()
         self.events = events or EventBus()
         self.limits = limits or Limits()
         self.locations = locations
@@ -91,9 +95,13 @@ class SyncRunner:
 
     async def run_entry(self, entry: Entry, engine: CopyEngine, *, dry_run: bool = False) -> EntryReport:
         """One entry: resolve the source, select tags, copy every tag to every target, then prune.
+        A pattern entry is listed from the catalog and run per repository (:mod:`mirrord.sync.expand`).
 
         Never raises but for cancellation: an unexpected exception is logged with its traceback and
         becomes ``report.error`` (images done before it keep their rows)."""
+        if entry.pattern is not None:
+            run_one = lambda e: self.run_entry(e, engine, dry_run=dry_run)  # noqa: E731
+            return await run_pattern(entry, self.registries.catalog, run_one, self.shard)
         report = EntryReport(entry=entry.name, started=time.time())
         try:
             source, source_text = await self._resolve_source(entry)
@@ -215,7 +223,8 @@ class SyncRunner:
                     entry=entry.name,
                     force=force,
                     require_signatures=entry.require_signatures,
-                    recheck_artifacts=entry.recheck_artifacts or (entry.name, version) in self._recheck,
+                    recheck_artifacts=entry.recheck_artifacts
+                    or (entry.name, entry.source, version) in self._recheck,
                     gate=self.trust.gate,
                 )
             )
@@ -231,8 +240,10 @@ class SyncRunner:
         targets: Sequence[tuple[TargetConfig, Repository]],
     ) -> list[ImageReport]:
         results = await engine.copy_many(self._requests(entry, source, versions, targets))
-        self._recheck = {k for k in self._recheck if k[0] != entry.name} | {
-            (entry.name, v) for v, r in zip(versions, results, strict=True) if r.outcome != "unchanged"
+        self._recheck = {k for k in self._recheck if k[:2] != (entry.name, entry.source)} | {
+            (entry.name, entry.source, v)
+            for v, r in zip(versions, results, strict=True)
+            if r.outcome != "unchanged"
         }
         reports = [
             image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)

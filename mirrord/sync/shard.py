@@ -33,11 +33,15 @@ def shard_of(name: str, count: int) -> int:
 
 
 def shard_entries(entries: Iterable[Entry], shard: tuple[int, int] | None) -> list[Entry]:
-    """The entries shard ``(K, N)`` owns (all when ``shard`` is None)."""
+    """The entries shard ``(K, N)`` owns (all when ``shard`` is None).
+
+    A pattern entry belongs to every shard: each one mirrors the repositories it owns (by a hash of
+    the repository, :func:`mirrord.sync.expand.owns_repository`), so a large namespace is spread.
+    """
     if shard is None:
         return list(entries)
     k, n = shard
-    return [e for e in entries if shard_of(e.name, n) == k]
+    return [e for e in entries if e.pattern is not None or shard_of(e.name, n) == k]
 
 
 _ORDINAL = re.compile(r"-(\d+)$")

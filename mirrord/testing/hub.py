@@ -44,6 +44,10 @@ class MemoryRegistries:
         ref = Reference.parse(text)
         return self.repository(ref), ref.version
 
+    async def catalog(self, host: str) -> list[str]:
+        """The repositories of ``host`` that hold a tag, sorted (what a registry's catalog lists)."""
+        return sorted(name for name, tags in self.registry(host).tags.items() if tags)
+
     def reset_calls(self) -> None:
         """Zero every registry's call counters (after test set-up)."""
         for registry in self.registries.values():

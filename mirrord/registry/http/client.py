@@ -42,6 +42,7 @@ from mirrord.registry.http.auth import (
     basic_header,
     parse_www_authenticate,
 )
+from mirrord.registry.http.catalog import list_catalog
 from mirrord.registry.http.credentials import Credentials, resolve_credentials
 from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.http.retry import RetryPolicy, parse_retry_after
@@ -194,6 +195,10 @@ class RegistryClient:
     def repository(self, name: str) -> HTTPRepository:
         """The repository ``name`` of this registry."""
         return HTTPRepository(self, name)
+
+    async def catalog(self) -> list[str]:
+        """Every repository path this registry lists (:func:`~mirrord.registry.http.catalog.list_catalog`)."""
+        return await list_catalog(self)
 
     def url(self, target: str) -> str:
         """``target`` (a path such as ``/v2/...`` or a Location, possibly relative) as an absolute URL."""
