@@ -19,6 +19,7 @@ from typing import Any
 from mirrord import __version__
 from mirrord.core.events import EventBus
 from mirrord.daemon.passes import Reason, ReloadState, iso, log_pass_finished, log_pass_started
+from mirrord.daemon.notify import NotificationDispatcher, PushEvent
 from mirrord.daemon.scheduler import Scheduler
 from mirrord.daemon.systemd import Notifier, watchdog_interval
 from mirrord.daemon.web import Triggered, make_app, start_server
@@ -88,6 +89,9 @@ class Service:
         self.reload_state = ReloadState()
         self._reasons: dict[str, Reason] = {}  # why an entry's next pass runs, when not its schedule
         self.scheduler = Scheduler(self._run_entry)
+        self.notifications = NotificationDispatcher(
+            lambda: self._entries.values(), self._notified, shard=shard
+        )
 
     # -- ServiceState for the web app ---------------------------------------------------------------
 
@@ -152,6 +156,26 @@ class Service:
         started = tuple(n for n in names if n not in running)
         return Triggered(started=started, queued=tuple(n for n in names if n in running))
 
+    def notify(self, pushes: list[PushEvent]) -> tuple[int, int]:
+        """Queue a sync of what ``pushes`` name (POST /notify); (accepted, ignored) event counts."""
+        return self.notifications.submit(pushes)
+
+    async def _notified(self, entry: Entry) -> None:
+        """One notification sync: ``entry`` is narrowed to a repository and the pushed tags."""
+        if self._runner is None:
+            return
+        report = await self._runner.run_entry(entry, self._runner.new_engine())
+        fields = {
+            "entry": entry.name,
+            "source": entry.source,
+            "reason": "notification",
+            "result": "success" if report.ok else "failure",
+            "copied": report.count("copied"),
+            "unchanged": report.count("unchanged"),
+            "failed": report.count("failed"),
+        }
+        log.info("notification sync finished", extra={"fields": fields})
+
     # -- running ------------------------------------------------------------------------------------
 
     def _load(self) -> Plan:
@@ -203,6 +227,7 @@ class Service:
                 )
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self.scheduler.run())
+                    group.create_task(self.notifications.run())
                     group.create_task(self._watchdog())
                     group.create_task(self._stop_on_signal())
             finally:
@@ -233,7 +258,9 @@ class Service:
         self._ready = False
         self.notifier.stopping()
         self.scheduler.stop()
-        await self.scheduler.drain(self.grace)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.scheduler.drain(self.grace))
+            group.create_task(self.notifications.drain(self.grace))
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()

@@ -12,6 +12,10 @@
                        for one; 404 for an unknown entry (listing the entries); 401 without the
                        right bearer token when one is set; 403 from a non-loopback client when no
                        token is set
+``POST /notify``       a registry's push notification (:mod:`mirrord.daemon.notify`): 202
+                       ``{"accepted", "ignored", "invalid"}`` event counts; 400 for a body that is no
+                       notification; the same token rules as ``POST /sync``; ``?registry=HOST`` names
+                       the sender
 =====================  =========================================================================
 
 Any other path answers 404, any other method on a known path 405 (aiohttp's router does both).
@@ -31,6 +35,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from mirrord.core.errors import MirrordError
+from mirrord.daemon.notify import InvalidNotification, PushEvent, parse_notification
 from mirrord.observe.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -66,6 +71,10 @@ class ServiceState(Protocol):
         """Start a pass now over ``entry`` (every entry when None); None when the entry is unknown."""
         ...
 
+    def notify(self, pushes: list[PushEvent]) -> tuple[int, int]:
+        """Sync what ``pushes`` name that some entry covers; (accepted, ignored) event counts."""
+        ...
+
 
 class ListenError(MirrordError, OSError):
     """The HTTP server cannot listen on the address asked for; ``str(e)`` names it and says why."""
@@ -89,6 +98,7 @@ def make_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
     app.router.add_post("/sync", _sync)
+    app.router.add_post("/notify", _notify)
     return app
 
 
@@ -155,6 +165,23 @@ async def _sync(request: web.Request) -> web.Response:
         entries = list(request.app[_STATE].status().get("entries", {}))
         return web.json_response({"error": f"unknown entry {entry!r}", "entries": entries}, status=404)
     body = {"triggered": entry, "started": list(triggered.started), "queued": list(triggered.queued)}
+    return web.json_response(body, status=202)
+
+
+async def _notify(request: web.Request) -> web.Response:
+    denied = _check_token(request)
+    if denied is not None:
+        return denied
+    metrics = request.app[_METRICS]
+    try:
+        parsed = parse_notification(await request.read(), request.query.get("registry") or None)
+    except InvalidNotification as exc:
+        metrics.notifications_counted(invalid=1)
+        return _error(400, str(exc))
+    accepted, ignored = request.app[_STATE].notify(parsed.pushes)
+    ignored += parsed.ignored
+    metrics.notifications_counted(accepted=accepted, ignored=ignored, invalid=parsed.invalid)
+    body = {"accepted": accepted, "ignored": ignored, "invalid": parsed.invalid}
     return web.json_response(body, status=202)
 
 

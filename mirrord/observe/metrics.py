@@ -38,6 +38,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RUN_RESULTS = ("success", "failure")
 IMAGE_RESULTS = ("copied", "unchanged", "failed", "rejected")
 BLOB_OUTCOMES = ("copied", "exists", "mounted", "deduplicated")
+NOTIFICATION_RESULTS = ("accepted", "ignored", "invalid")
 
 # Anything else is folded into "OTHER" so a misbehaving caller cannot explode the label set.
 _HTTP_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "OPTIONS"})
@@ -126,6 +127,14 @@ class Metrics:
             registry=reg,
         )
         self.inflight = Gauge("mirrord_inflight_transfers", "Blob streams in progress", registry=reg)
+        self.notifications = Counter(
+            "mirrord_notifications_total",
+            "Events received on POST /notify, by result (accepted: some entry syncs it)",
+            ["result"],
+            registry=reg,
+        )
+        for result in NOTIFICATION_RESULTS:
+            self.notifications.labels(result=result)
 
     def _define_http(self) -> None:
         reg = self.registry
@@ -219,6 +228,12 @@ class Metrics:
         """Record a plan load or reload attempt at Unix time ``at`` and whether it was accepted."""
         self.config_reload_success.set(1 if ok else 0)
         self.config_reload_timestamp.set(at)
+
+    def notifications_counted(self, *, accepted: int = 0, ignored: int = 0, invalid: int = 0) -> None:
+        """Count POST /notify events: accepted (a sync was queued), ignored, invalid."""
+        for result, count in (("accepted", accepted), ("ignored", ignored), ("invalid", invalid)):
+            if count:
+                self.notifications.labels(result=result).inc(count)
 
     def entry_repositories(self, entry: str, count: int) -> None:
         """Record how many repositories pattern ``entry`` covered in its last pass."""

@@ -44,6 +44,9 @@ class FakeState:
             queued=tuple(n for n in names if n in self.running),
         )
 
+    def notify(self, pushes: list[Any]) -> tuple[int, int]:
+        return len(pushes), 0
+
 
 @dataclass
 class Server:

@@ -134,8 +134,24 @@ def _tls_files(tmp: Path) -> tuple[Path, Path, Path]:
     return ca_file, chain, key
 
 
+def notification_endpoint(url: str, token: str | None = None, *, name: str = "mirrord") -> dict[str, Any]:
+    """One ``notifications.endpoints`` item: POST events to ``url`` (with a bearer token), quickly.
+
+    A short timeout and backoff keep a test from waiting long when the listener is not up yet.
+    """
+    endpoint: dict[str, Any] = {"name": name, "url": url, "timeout": "2s", "threshold": 3, "backoff": "200ms"}
+    if token is not None:
+        endpoint["headers"] = {"Authorization": [f"Bearer {token}"]}
+    return endpoint
+
+
 def _config(
-    port: int, root: Path, auth: dict[str, Any] | None, tls: dict[str, str] | None, instance: str
+    port: int,
+    root: Path,
+    auth: dict[str, Any] | None,
+    tls: dict[str, str] | None,
+    instance: str,
+    notifications: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     http: dict[str, Any] = {
         "addr": f"127.0.0.1:{port}",
@@ -158,6 +174,8 @@ def _config(
     }
     if auth:
         config["auth"] = auth
+    if notifications:
+        config["notifications"] = {"endpoints": notifications}
     return config
 
 
@@ -226,6 +244,7 @@ def _launch(
     auth: dict[str, Any] | None,
     tls: dict[str, str] | None,
     context: ssl.SSLContext | None,
+    notifications: list[dict[str, Any]] | None = None,
 ) -> tuple[_Process, int]:
     """Start the registry on a free port, retrying when another process took the port meanwhile."""
     scheme = "https" if tls else "http"
@@ -233,7 +252,7 @@ def _launch(
         port = _free_port()
         config_file = tmp / "config.yml"
         instance = secrets.token_hex(8)
-        config_file.write_text(yaml.safe_dump(_config(port, root, auth, tls, instance)))
+        config_file.write_text(yaml.safe_dump(_config(port, root, auth, tls, instance, notifications)))
         process = _Process(exe, config_file, tmp / "registry.log")
         if process.wait_ready(f"{scheme}://127.0.0.1:{port}", context, instance):
             return process, port
@@ -243,8 +262,18 @@ def _launch(
 
 
 @contextmanager
-def start_registry(mode: str, tmp: Path, *, token_expires_in: int = 300) -> Iterator[RegistryServer]:
-    """Run a registry in ``mode`` with its files under ``tmp`` (created if needed) for the block."""
+def start_registry(
+    mode: str,
+    tmp: Path,
+    *,
+    token_expires_in: int = 300,
+    notifications: list[dict[str, Any]] | None = None,
+) -> Iterator[RegistryServer]:
+    """Run a registry in ``mode`` with its files under ``tmp`` (created if needed) for the block.
+
+    ``notifications`` are ``notifications.endpoints`` items (:func:`notification_endpoint`): the
+    registry then POSTs its event envelopes (pushes and pulls) to them.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     exe = require_tool("docker-registry")
@@ -279,7 +308,7 @@ def start_registry(mode: str, tmp: Path, *, token_expires_in: int = 300) -> Iter
             ca_file, chain, key = _tls_files(tmp)
             tls = {"certificate": str(chain), "key": str(key)}
         context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
-        process, port = _launch(exe, tmp, root, auth, tls, context)
+        process, port = _launch(exe, tmp, root, auth, tls, context, notifications)
         stack.callback(process.stop)
         scheme = "https" if mode == "tls" else "http"
         yield RegistryServer(
