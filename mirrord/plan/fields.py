@@ -118,6 +118,8 @@ def parse_pattern(value: Value, text: str) -> str:
     segments = text.split("/")
     if len(segments) < 2 or "*" in segments[0] or not _looks_like_host(segments[0]):
         raise value.error(f"{text!r}: a repository pattern must name its registry (HOST/path/**)")
+    if "@" in text or ":" in segments[-1]:
+        raise value.error(f"{text!r}: a repository pattern cannot name a tag or digest (use tags:)")
     try:
         RepositoryPattern.parse(text)
     except ValueError as exc:
@@ -127,8 +129,6 @@ def parse_pattern(value: Value, text: str) -> str:
         parsed = Reference.parse(probe, default_tag=None)
     except InvalidReference:
         raise value.error(f"{text!r} is not a valid repository pattern") from None
-    if parsed.tag is not None or parsed.digest is not None:
-        raise value.error(f"{text!r}: a repository pattern cannot name a tag or digest (use tags:)")
     # Normalisation may add a segment in front (docker.io/x -> library/x): align from the end.
     written = segments[1:]
     path = parsed.repository.split("/")
