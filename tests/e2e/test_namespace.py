@@ -132,3 +132,24 @@ async def test_a_registry_without_a_catalog_fails_the_entry_clearly(
     assert result.code == 1
     assert "does not list its repositories" in result.stdout
     assert "HTTP 404" in result.stdout
+
+
+@pytest.mark.tools("docker-registry")
+async def test_two_shards_split_a_namespace_and_cover_every_repository_once(
+    registry_factory: object, tmp_path: Path
+) -> None:
+    source: RegistryServer = registry_factory("plain")  # type: ignore[operator]
+    target: RegistryServer = registry_factory("plain")  # type: ignore[operator]
+    inside = [f"ns/s{i:02d}" for i in range(16)] + ["ns/deep/one"]
+    image = sample_image("shard", kind="oci-manifest", seed=9, layers=1, layer_size=256)
+    await _push_all(source.host, inside, image, "v1")
+    plan = _plan(tmp_path / "plan.yaml", source.host, target.host)
+    covered = []
+    for k in (1, 2):
+        report = tmp_path / f"report-{k}.json"
+        result = await run_cli("sync", "-c", str(plan), "--shard", f"{k}/2", "--report", str(report))
+        assert result.code == 0, result.output
+        covered.append(json.loads(report.read_text())["entries"][0]["repositories"])
+    assert all(covered)  # the namespace is spread, not landed on one shard
+    assert sorted(covered[0] + covered[1]) == sorted(inside)  # every repository exactly once
+    assert sorted(await _catalog(target.host)) == sorted("mirror/" + r.removeprefix("ns/") for r in inside)
