@@ -355,3 +355,15 @@ async def test_the_endpoint_needs_the_token(endpoint: tuple[str, NotifyState, Me
     assert status == 401
     assert "s3cret" not in json.dumps(body)
     assert state.pushes == []
+
+
+def test_metrics_count_notifications_and_repositories() -> None:
+    metrics = Metrics()
+    assert _count(metrics, "accepted") == 0  # declared at start, so rate() sees the series
+    metrics.notifications_counted(accepted=2, invalid=1)
+    assert (_count(metrics, "accepted"), _count(metrics, "ignored"), _count(metrics, "invalid")) == (2, 0, 1)
+    metrics.declare_entries(["ns"])
+    metrics.entry_repositories("ns", 104)
+    assert metrics.registry.get_sample_value("mirrord_repositories", {"entry": "ns"}) == 104
+    metrics.declare_entries([])
+    assert metrics.registry.get_sample_value("mirrord_repositories", {"entry": "ns"}) is None

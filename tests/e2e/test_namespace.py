@@ -153,3 +153,16 @@ async def test_two_shards_split_a_namespace_and_cover_every_repository_once(
     assert all(covered)  # the namespace is spread, not landed on one shard
     assert sorted(covered[0] + covered[1]) == sorted(inside)  # every repository exactly once
     assert sorted(await _catalog(target.host)) == sorted("mirror/" + r.removeprefix("ns/") for r in inside)
+
+
+@pytest.mark.tools("docker-registry")
+async def test_the_catalog_is_read_with_a_bearer_token(
+    token_registry: RegistryServer, unique_repo: str
+) -> None:
+    # distribution asks for registry:catalog:* on /v2/_catalog; the token must carry it.
+    settings = {token_registry.host: token_registry.settings()}
+    image = sample_image("tok", kind="oci-manifest", seed=11, layers=1, layer_size=256)
+    async with Registries(settings) as registries:
+        repo = registries.repository(Reference.parse(token_registry.ref(unique_repo), default_tag=None))
+        await push_sample(repo, image, "v1")
+        assert unique_repo in await registries.catalog(token_registry.host)
