@@ -32,6 +32,7 @@ from mirrord.oci import Digest, InvalidDigest, InvalidReference, Reference
 from mirrord.oci.reference import validate_tag
 from mirrord.plan import Entry
 from mirrord.plan.tags import TagFilter
+from mirrord.sync import EntryReport, SyncRunner
 from mirrord.sync.expand import owns_repository, repository_entry
 
 log = logging.getLogger(__name__)
@@ -228,6 +229,22 @@ def narrowed(work_entry: Entry, versions: set[str | None]) -> Entry:
     whole = None in versions or work_entry.tag is not None or work_entry.digest is not None
     tags = work_entry.tags if whole else TagFilter(exact=tuple(sorted(v for v in versions if v)))
     return replace(work_entry, tags=tags, prune=False)
+
+
+async def run_notified(runner: SyncRunner, entry: Entry) -> EntryReport:
+    """Run one narrowed entry through its own engine and log the outcome (reason ``notification``)."""
+    report = await runner.run_entry(entry, runner.new_engine())
+    fields = {
+        "entry": entry.name,
+        "source": entry.source,
+        "reason": "notification",
+        "result": "success" if report.ok else "failure",
+        "copied": report.count("copied"),
+        "unchanged": report.count("unchanged"),
+        "failed": report.count("failed"),
+    }
+    log.info("notification sync finished", extra={"fields": fields})
+    return report
 
 
 # -- dispatching ----------------------------------------------------------------------------------

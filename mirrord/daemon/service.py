@@ -18,8 +18,8 @@ from typing import Any
 
 from mirrord import __version__
 from mirrord.core.events import EventBus
+from mirrord.daemon.notify import NotificationDispatcher, PushEvent, run_notified
 from mirrord.daemon.passes import Reason, ReloadState, iso, log_pass_finished, log_pass_started
-from mirrord.daemon.notify import NotificationDispatcher, PushEvent
 from mirrord.daemon.scheduler import Scheduler
 from mirrord.daemon.systemd import Notifier, watchdog_interval
 from mirrord.daemon.web import Triggered, make_app, start_server
@@ -162,19 +162,8 @@ class Service:
 
     async def _notified(self, entry: Entry) -> None:
         """One notification sync: ``entry`` is narrowed to a repository and the pushed tags."""
-        if self._runner is None:
-            return
-        report = await self._runner.run_entry(entry, self._runner.new_engine())
-        fields = {
-            "entry": entry.name,
-            "source": entry.source,
-            "reason": "notification",
-            "result": "success" if report.ok else "failure",
-            "copied": report.count("copied"),
-            "unchanged": report.count("unchanged"),
-            "failed": report.count("failed"),
-        }
-        log.info("notification sync finished", extra={"fields": fields})
+        if self._runner is not None:
+            await run_notified(self._runner, entry)
 
     # -- running ------------------------------------------------------------------------------------
 
