@@ -8,14 +8,11 @@ rather than returning an empty list that would look like an empty namespace.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mirrord.registry.errors import AuthError, NotFound, ProtocolError, RegistryError
 from mirrord.registry.http.repository import parse_link_next
-
-if TYPE_CHECKING:
-    from mirrord.registry.http.client import RegistryClient
+from mirrord.registry.http.session import HTTPSession
 
 #: distribution's own page size (and its maximum); larger values are capped by most registries.
 CATALOG_PAGE_SIZE = 100
@@ -30,7 +27,7 @@ class CatalogUnavailable(RegistryError):
     """The registry does not serve ``/v2/_catalog`` to us (401, 403 or 404)."""
 
 
-async def list_catalog(client: RegistryClient, *, page_size: int = CATALOG_PAGE_SIZE) -> list[str]:
+async def list_catalog(client: HTTPSession, *, page_size: int = CATALOG_PAGE_SIZE) -> list[str]:
     """Every repository path the registry lists, in the registry's order, without duplicates.
 
     Pages are requested with ``n=page_size`` and followed through ``Link: <...>; rel="next"``; a
@@ -51,7 +48,7 @@ async def list_catalog(client: RegistryClient, *, page_size: int = CATALOG_PAGE_
     return list(names)
 
 
-async def _page(client: RegistryClient, target: str) -> tuple[list[str], str | None]:
+async def _page(client: HTTPSession, target: str) -> tuple[list[str], str | None]:
     try:
         fetched = await client.fetch("GET", target, scopes=(CATALOG_SCOPE,), limit=MAX_CATALOG_PAGE_BYTES)
     except (AuthError, NotFound) as exc:
