@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mirrord.daemon.passes import log_pass_finished, log_pass_started
 from mirrord.oci import Digest, InvalidDigest, InvalidReference, Reference
 from mirrord.oci.reference import validate_tag
 from mirrord.plan import Entry
@@ -232,18 +233,15 @@ def narrowed(work_entry: Entry, versions: set[str | None]) -> Entry:
 
 
 async def run_notified(runner: SyncRunner, entry: Entry) -> EntryReport:
-    """Run one narrowed entry through its own engine and log the outcome (reason ``notification``)."""
+    """Run one narrowed entry through its own engine, logged as a pass with reason ``notification``
+    (the same start and end lines as scheduled passes, plus which repository and tags)."""
+    tags = list(entry.tags.exact or ()) if entry.tags is not None else []
+    log.info(
+        "notification sync", extra={"fields": {"entry": entry.name, "source": entry.source, "tags": tags}}
+    )
+    log_pass_started(entry.name, "notification")
     report = await runner.run_entry(entry, runner.new_engine())
-    fields = {
-        "entry": entry.name,
-        "source": entry.source,
-        "reason": "notification",
-        "result": "success" if report.ok else "failure",
-        "copied": report.count("copied"),
-        "unchanged": report.count("unchanged"),
-        "failed": report.count("failed"),
-    }
-    log.info("notification sync finished", extra={"fields": fields})
+    log_pass_finished(entry.name, "notification", report)
     return report
 
 
