@@ -167,7 +167,7 @@ async def test_registry_notifications_sync_pushes_at_once(registry_factory: Any,
         # The schedule is untouched: one pass per entry so far, the next one still an interval away.
         status = await d.status()
         assert [status["entries"][n]["runs"] for n in ("app", "ns")] == [1, 1]
-        assert status["entries"]["app"]["next_run"] > time.time() + 600
+        assert status["entries"]["app"]["next_run_unix"] > time.time() + 600
         # The pattern entry's first pass saw an empty namespace; /status and the gauge say so.
         assert status["entries"]["ns"]["repositories"] == 0
         assert status["entries"]["app"]["repositories"] is None
