@@ -32,9 +32,13 @@ class Catalog:
     body: bytes | None = None
     seen: list[str] = field(default_factory=list)
     base: str = ""
+    refuse_n: bool = False  # answer 400 to any n= (as ECR does above its cap)
 
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append(request.path_qs)
+        if self.refuse_n and "n" in request.query:
+            error = {"code": "PAGINATION_NUMBER_INVALID", "message": "invalid number of results"}
+            return web.json_response({"errors": [error]}, status=400)
         if self.status != 200:
             return web.json_response({"errors": [{"code": "UNSUPPORTED"}]}, status=self.status)
         if self.body is not None:
@@ -77,6 +81,15 @@ async def test_every_page_is_read(link: str) -> None:
     assert sorted(names) == sorted(NAMES)
     assert len(catalog.seen) == 4  # 10 names at 3 per page
     assert catalog.seen[0] == "/v2/_catalog?n=3"
+
+
+async def test_a_refused_page_size_is_dropped_and_the_registry_pages() -> None:
+    # The one paged-list reader's rule: a 400 to our n= is asked again without n.
+    catalog = Catalog(NAMES, page_max=100, refuse_n=True)
+    async with serving(catalog) as client:
+        names = await list_catalog(client, page_size=3)
+    assert sorted(names) == sorted(NAMES)
+    assert catalog.seen == ["/v2/_catalog?n=3", "/v2/_catalog"]
 
 
 async def test_the_client_method_lists_the_catalog() -> None:

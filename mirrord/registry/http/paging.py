@@ -42,15 +42,17 @@ def parse_link_next(values: Iterable[str]) -> str | None:
     return None
 
 
-def page_names(body: bytes, key: str, where: str) -> list[str]:
+def page_names(body: bytes, key: str, where: str, *, label: str | None = None) -> list[str]:
     """The names under ``key`` of one page; ``null`` or a missing key is an empty page, anything
-    else but a list (or a body that is not a JSON object) a ProtocolError."""
+    else but a list (or a body that is not a JSON object) a ProtocolError naming ``label`` (what
+    the list is called in messages; ``<key> list`` by default)."""
+    what = label or f"{key} list"
     try:
         data = json.loads(body)
     except ValueError:
-        raise ProtocolError(f"{where}: {key} list is not JSON") from None
+        raise ProtocolError(f"{where}: {what} is not JSON") from None
     if not isinstance(data, dict):
-        raise ProtocolError(f"{where}: {key} list is not a JSON object")
+        raise ProtocolError(f"{where}: {what} is not a JSON object")
     found = data.get(key)
     if found is None:
         return []
@@ -68,9 +70,11 @@ async def list_names(
     repository: str | None = None,
     page_size: int = PAGE_SIZE,
     max_pages: int = MAX_PAGES,
+    label: str | None = None,
 ) -> list[str]:
     """Every name of the paged list at ``path`` (``/v2/<name>/tags/list``, ``/v2/_catalog``) under
-    ``key`` (``tags``, ``repositories``), in the registry's order, each once."""
+    ``key`` (``tags``, ``repositories``), in the registry's order, each once. ``label`` names the
+    list in errors (see :func:`page_names`)."""
     names: list[str] = []
     seen: set[str] = set()
     asked: int | None = page_size
@@ -88,7 +92,7 @@ async def list_names(
                 raise
             asked, target = None, path  # the registry would not page by our n: let it choose
             continue
-        page = page_names(fetched.body, key, where)
+        page = page_names(fetched.body, key, where, label=label)
         fresh = [name for name in page if name not in seen]
         names.extend(fresh)
         seen.update(fresh)
