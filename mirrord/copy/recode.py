@@ -32,12 +32,14 @@ from mirrord.core.events import BlobDone, EventBus
 from mirrord.oci import Descriptor, Digest, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt
 from mirrord.oci.convert import IMAGE_CONFIG_TYPES, Codec
-from mirrord.registry.base import Repository
+from mirrord.registry.base import Repository, UploadSession
 
 log = logging.getLogger(__name__)
 
 #: Image configs larger than this are refused (they are read whole to learn the diff_ids).
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
+#: Targets (by index) missing a re-encoded layer -> the upload session to use for it, if any.
+_Missing = dict[int, UploadSession | None]
 _NEW_TYPES: Mapping[Codec, str] = {"zstd": mt.OCI_LAYER_ZSTD, "gzip": mt.OCI_LAYER_GZIP}
 
 
@@ -170,7 +172,11 @@ class LayerRecoder:
         lock = self._locks.setdefault((layer.digest, codec), asyncio.Lock())
         async with lock:
             known = self.conversions.get(layer.digest, codec)
-            missing = list(targets) if known is None else await self._missing(known, targets, entry)
+            missing: _Missing = (
+                dict.fromkeys(range(len(targets)))
+                if known is None
+                else await self._missing(known, targets, entry)
+            )
             if known is not None and not missing:
                 return self._descriptor(codec, known), 0
             done = await recompress_layer(
@@ -180,38 +186,56 @@ class LayerRecoder:
                 self._count(layer, codec, done.read, done.size, done.uncompressed, done.seconds)
                 conversion = Conversion(done.digest, done.size)
                 if known is None or known != conversion:  # new, or re-encoded differently: check all
-                    missing = await self._missing(conversion, targets, entry)
-                for target in missing:
-                    await spool_upload(target, done)
-                    self._done(target, conversion, "copied", entry)
+                    missing = await self._missing(conversion, targets, entry, held=missing)
+                for index, upload in missing.items():
+                    await spool_upload(targets[index], done, upload=upload)
+                    self._done(targets[index], conversion, "copied", entry)
             finally:
                 discard(done.path)
             self.conversions.put(layer.digest, codec, conversion)
             return self._descriptor(codec, conversion), done.read
 
     async def _missing(
-        self, conversion: Conversion, targets: Sequence[Repository], entry: str
-    ) -> list[Repository]:
-        missing = []
-        for target in targets:
+        self,
+        conversion: Conversion,
+        targets: Sequence[Repository],
+        entry: str,
+        *,
+        held: _Missing | None = None,
+    ) -> _Missing:
+        """The targets (by index) still missing ``conversion``, each with the upload session a
+        mount answered instead (202), which the upload must then use. A target ``held`` gives a
+        session for (from an earlier look) keeps it and is not asked to mount again."""
+        missing: _Missing = {}
+        for index, target in enumerate(targets):
+            upload = (held or {}).get(index)
             if await target.blob_head(conversion.digest) is not None:
                 self._done(target, conversion, "exists", entry)
-            elif await self._mounted(target, conversion, entry):
-                continue
+                if upload is not None:  # only if another writer raced us; the registry expires it
+                    log.debug("upload session unused", extra={"fields": {"target": str(target)}})
+            elif upload is not None:
+                missing[index] = upload
             else:
-                missing.append(target)
+                mounted, upload = await self._mounted(target, conversion, entry)
+                if not mounted:
+                    missing[index] = upload
         return missing
 
-    async def _mounted(self, target: Repository, conversion: Conversion, entry: str) -> bool:
+    async def _mounted(
+        self, target: Repository, conversion: Conversion, entry: str
+    ) -> tuple[bool, UploadSession | None]:
+        """Mount from a known holder; else the upload session the first refused mount started."""
         for holder in self.locations.recent(target.registry_key, conversion.digest):
             if holder == target.name:
                 continue
             result = await target.blob_mount(conversion.digest, holder)
             if result.mounted:
                 self._done(target, conversion, "mounted", entry)
-                return True
+                return True, None
             self.locations.forget(target.registry_key, conversion.digest, holder)
-        return False
+            if result.upload is not None:
+                return False, result.upload  # a session to use, not one to leave behind by trying on
+        return False, None
 
     def _done(self, target: Repository, conversion: Conversion, outcome: str, entry: str) -> None:
         self.locations.add(target.registry_key, conversion.digest, target.name)

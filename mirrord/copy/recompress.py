@@ -38,7 +38,7 @@ from mirrord.copy.errors import CopyError
 from mirrord.core.files import write_file_atomic
 from mirrord.oci import Descriptor, Digest
 from mirrord.oci.convert import Codec
-from mirrord.registry.base import Repository
+from mirrord.registry.base import Repository, UploadSession
 from mirrord.registry.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -339,12 +339,15 @@ class ConversionMap:
         write_file_atomic(self.state_file, text.encode("utf-8"))
 
 
-async def spool_upload(target: Repository, done: Recompressed) -> None:
-    """Upload the spooled layer to ``target``, reading the file off the event loop."""
+async def spool_upload(
+    target: Repository, done: Recompressed, *, upload: UploadSession | None = None
+) -> None:
+    """Upload the spooled layer to ``target``, reading the file off the event loop; through
+    ``upload`` when a refused mount started that session."""
     # Opened on the loop (a local open is quick): opened in a thread, a cancellation could lose it.
     handle = _open_spool(done.path)
     try:
-        await target.blob_put(done.digest, done.size, _chunks(handle))
+        await target.blob_put(done.digest, done.size, _chunks(handle), upload=upload)
     finally:
         handle.close()
 

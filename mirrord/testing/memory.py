@@ -130,6 +130,12 @@ class MemoryRegistry:
         self._live_uploads.add(upload)
         return upload
 
+    @property
+    def open_uploads(self) -> frozenset[MemoryUpload]:
+        """Upload sessions started (by a mount answered 202) and not yet used by a ``blob_put``:
+        a client that leaves one here leaks it, as it would on a real registry."""
+        return frozenset(self._live_uploads)
+
     def take_upload(self, upload: UploadSession, repository: str) -> None:
         """Consume an upload session; RequestRejected(BLOB_UPLOAD_UNKNOWN) when not a live one here."""
         if not isinstance(upload, MemoryUpload) or upload.repository != repository:

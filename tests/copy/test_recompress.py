@@ -207,3 +207,21 @@ async def test_a_known_conversion_missing_at_a_new_target_is_redone_for_it_only(
     assert first.registry.calls["blob_put"] == 0  # the first target already had them
     await _check_layers(second, "1", mt.OCI_LAYER_ZSTD)
     assert (await second.manifest_get("1")).raw == (await first.manifest_get("1")).raw
+
+
+async def test_a_mount_answered_with_a_session_uploads_through_that_session() -> None:
+    # A known holder that lost the layers: the mount starts an upload session (202) instead; the
+    # re-encoded layer goes up through it, so no session is left behind on the registry.
+    source = await _seed("oci-manifest")
+    registry = MemoryRegistry("dst.example")
+    first, second = registry.repository("a"), registry.repository("b")
+    engine = CopyEngine()
+    await engine.copy(_copy(source, Target(first, "1", compression="zstd")))
+    layers = {layer.digest for image in await _images(first, "1") for layer in image.layers}
+    registry.links["a"] -= layers  # the location cache still names "a" as their holder
+    registry.reset_calls()
+    result = await engine.copy(_copy(source, Target(second, "1", compression="zstd")))
+    assert result.outcome == "copied", result.error
+    assert second.calls["blob_mount"] >= len(layers)  # each layer's mount was tried ...
+    assert registry.open_uploads == frozenset()  # ... and each session it started was used
+    await _check_layers(second, "1", mt.OCI_LAYER_ZSTD)
