@@ -6,7 +6,9 @@ naming the option, the path or the name, and what would be valid.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +31,7 @@ def check_report_path(path: str | None) -> None:
         raise UsageError(f"--report {path}: the folder {folder} does not exist")
     if not folder.is_dir():
         raise UsageError(f"--report {path}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not _writable(folder):
         raise UsageError(f"--report {path}: cannot write in {folder}")
 
 
@@ -44,7 +46,7 @@ def check_state_dir(path: str | None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--state-dir {path}: cannot create it: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
+    if not _writable(folder):
         raise UsageError(f"--state-dir {path}: cannot write in it")
 
 
@@ -75,8 +77,27 @@ def check_layout_target(ref: str) -> None:
         existing = next((p for p in folder.parents if p.exists()), Path("."))
         if not existing.is_dir():
             raise UsageError(f"{ref}: cannot create {folder}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not _writable(existing):
         raise UsageError(f"{ref}: cannot write in {existing}")
+
+
+def _writable(folder: Path) -> bool:
+    """True when a file can really be created in ``folder``.
+
+    ``os.access`` alone answers from permission bits, and for root it says yes almost everywhere
+    (``/proc``, a root-squashed NFS share, a folder an ACL or a security module denies); a probe
+    file created and removed at once is what the real write will meet.
+    """
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        handle, name = tempfile.mkstemp(prefix=".mirrord-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(handle)
+    with contextlib.suppress(OSError):  # created it, so writable; a leftover probe is harmless
+        os.unlink(name)
+    return True
 
 
 def _layout_path(ref: str) -> Path:

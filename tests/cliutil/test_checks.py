@@ -76,6 +76,20 @@ def test_unwritable_paths_are_refused(tmp_path: Path) -> None:
         check_layout_target(f"oci:{locked}/x")
 
 
+def test_a_folder_nobody_can_write_in_is_refused_even_for_root(tmp_path: Path) -> None:
+    # Runs as root too (CI does): permission bits let root write almost anywhere, but no one can
+    # create a file in /proc; the check must find that out rather than trust os.access.
+    proc = Path("/proc")
+    assert proc.is_dir()
+    with pytest.raises(UsageError, match=r"cannot write in /proc$"):
+        check_report_path(str(proc / "r.json"))
+    with pytest.raises(UsageError, match=r"cannot write in /proc$"):
+        check_layout_target("oci:/proc/mirrord-layout:1")
+    check_report_path(str(tmp_path / "r.json"))  # and a writable folder passes, leaving nothing
+    check_layout_target(f"oci:{tmp_path}/new/layout:1")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_entries_list_the_valid_ones() -> None:
     plan = parse_plan(PLAN, "plan.yaml")
     assert [e.name for e in select_entries(plan, [])] == ["web", "db"]
