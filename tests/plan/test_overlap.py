@@ -96,3 +96,63 @@ def test_an_empty_plan_is_valid_with_a_warning() -> None:
         plan = parse_plan(text, "p.yaml")
         assert plan_warnings(plan) == ["p.yaml: sync: the plan has no entries; nothing will be mirrored"]
     assert plan_warnings(parse_plan(_plan("- {source: a.example.com/a, target: b.example.com/a}"))) == []
+
+
+def test_a_pattern_target_covering_a_later_entrys_target_is_refused_naming_both() -> None:
+    text = _plan(
+        """
+        - name: team
+          source: 'src.example.com/team/**'
+          target: 'mirror.example.com/team/**'
+        - name: app
+          source: src.example.com/other/app
+          target: mirror.example.com/team/app
+        """
+    )
+    with pytest.raises(PlanError) as info:
+        parse_plan(text, "mirrord.yaml")
+    error = info.value
+    assert (error.path, error.line, error.key) == ("mirrord.yaml", 8, "sync[1].target")
+    assert str(error).startswith(
+        "mirrord.yaml:8: sync[1].target: entry 'app' writes mirror.example.com/team/app, "
+        "which mirror.example.com/team/** of entry 'team' covers (line 5)"
+    )
+
+
+def test_a_pattern_entry_after_the_entry_it_covers_is_refused_at_the_pattern() -> None:
+    text = _plan(
+        """
+        - {name: app, source: src.example.com/x, target: mirror.example.com/m/a/b}
+        - {name: all, source: 'src.example.com/*/b', target: 'mirror.example.com/m/**'}
+        """
+    )
+    with pytest.raises(PlanError) as info:
+        parse_plan(text, "p.yaml")
+    assert (info.value.line, info.value.key) == (4, "sync[1].target")
+    assert (
+        "entry 'all' writes mirror.example.com/m/**, covering mirror.example.com/m/a/b of entry 'app'"
+        in str(info.value)
+    )
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "{source: src.example.com/x, target: mirror.example.com/elsewhere/app}",  # outside the namespace
+        "{source: src.example.com/x, target: mirror.example.com/team}",  # the namespace itself
+        "{source: src.example.com/x, target: mirror.example.com/team/a/c}",  # team/*/b cannot map to it
+        "{source: src.example.com/x, target: mirror.example.com/team/z/b}",  # filtered out below
+        "{source: src.example.com/x, target: mirror.example.com/team/a/b, tags: [edge]}",  # disjoint tags
+    ],
+)
+def test_what_a_pattern_target_cannot_write_may_sit_beside_it(other: str) -> None:
+    text = _plan(
+        f"""
+        - source: 'src.example.com/team/*/b'
+          target: 'mirror.example.com/team/**'
+          repositories: {{exclude: ['^team/z/']}}
+          tags: [stable]
+        - {other}
+        """
+    )
+    assert len(parse_plan(text).entries) == 2
