@@ -27,6 +27,8 @@ REPOSITORIES_KEYS = ("include", "exclude")
 #: Stands in for a wildcard segment while the rest of a pattern is parsed as a reference.
 _WILDCARD_PROBE = "mirrord-wildcard-probe"
 OCI_PREFIX = "oci:"
+#: skopeo's transport prefix for a registry image; accepted and dropped (as ``mirrord copy`` does).
+DOCKER_TRANSPORT = "docker://"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +96,24 @@ def _layout(value: Value, text: str) -> tuple[str, str | None, Digest | None]:
     return ref, tag, digest
 
 
+def without_transport(value: Value, text: str) -> str:
+    """``text`` without skopeo's ``docker://`` prefix (a registry reference either way); a PlanError
+    when what follows it is no registry reference."""
+    if not text.startswith(DOCKER_TRANSPORT):
+        return text
+    rest = text[len(DOCKER_TRANSPORT) :]
+    if not rest or rest.startswith((OCI_PREFIX, DOCKER_TRANSPORT)):
+        raise value.error(
+            f"{text!r}: docker:// names a registry image (docker://HOST/REPO[:TAG]); "
+            "an OCI layout is written oci:PATH[:TAG], without docker://"
+        )
+    return rest
+
+
 def parse_source(value: Value) -> Source:
-    """``REPO``, ``REPO:TAG``, ``REPO@DIGEST`` (``REPO:TAG@DIGEST``) or ``oci:PATH[:TAG|@DIGEST]``."""
-    text = value.string()
+    """``REPO``, ``REPO:TAG``, ``REPO@DIGEST`` (``REPO:TAG@DIGEST``) or ``oci:PATH[:TAG|@DIGEST]``;
+    skopeo's ``docker://`` prefix is accepted before a registry reference (and not kept)."""
+    text = without_transport(value, value.string())
     if text.startswith(OCI_PREFIX):
         ref, tag, digest = _layout(value, text)
         return Source(ref, text, False, tag, digest)
@@ -215,7 +232,9 @@ def target_from_text(
     *,
     options: Mapping[str, Value] | None = None,
 ) -> TargetSpec:
-    """A target from a reference string; errors point at ``value``."""
+    """A target from a reference string (``docker://`` accepted, see :func:`without_transport`);
+    errors point at ``value``."""
+    text = without_transport(value, text)
     wildcard = text.endswith(TARGET_WILDCARD)
     body = text[: -len(TARGET_WILDCARD)] if wildcard else text
     if "*" in body:
