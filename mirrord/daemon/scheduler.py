@@ -7,7 +7,10 @@ nothing of plans or the copy engine. Guarantees:
 - after a successful run the next one starts ``interval * (1 + U(0, jitter))`` after this one started
   (never before this one ended); jitter spreads entries that share an interval;
 - after the n-th failing run in a row the next one starts ``min(backoff_base * 2**(n-1), backoff_max,
-  interval)`` after it ended, so a broken source is retried sooner than a full interval but not hammered;
+  interval) * (1 - U(0, backoff_jitter))`` after it ended, so a broken source is retried sooner than a
+  full interval but not hammered, and entries failing together (their registry down) do not all
+  retry at the same instant: their retries spread over the lower ``backoff_jitter`` share of the
+  delay (half of it by default), never past the unjittered delay nor below the rest of it;
 - one entry never runs twice at once: a trigger during a run queues exactly one follow-up run;
 - an exception from ``run_entry`` counts as a failure and is logged; it never stops the scheduler.
 """
@@ -42,7 +45,8 @@ class Scheduler:
     """Runs entries on their intervals until :meth:`stop`; see the module docstring for the rules.
 
     ``clock`` is a monotonic clock in seconds (injectable for tests); every time this class returns is
-    on that clock. ``rng`` draws the jitter (seed it for reproducible tests).
+    on that clock. ``rng`` draws both jitters, of intervals and of failure backoffs (seed it for
+    reproducible tests).
     """
 
     def __init__(
@@ -52,13 +56,17 @@ class Scheduler:
         jitter: float = 0.1,
         backoff_base: float = 30.0,
         backoff_max: float = 3600.0,
+        backoff_jitter: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
         if jitter < 0 or backoff_base <= 0 or backoff_max <= 0:
             raise ValueError("jitter must be >= 0 and the backoff bounds > 0")
+        if not 0 <= backoff_jitter < 1:
+            raise ValueError("backoff_jitter must be >= 0 and < 1 (a retry never comes at once)")
         self._run_entry = run_entry
         self._jitter = jitter
+        self._backoff_jitter = backoff_jitter
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._clock = clock
@@ -231,7 +239,7 @@ class Scheduler:
             slot.next_at = max(now, started + spread)
         else:
             slot.failures += 1
-            slot.next_at = now + self.backoff(slot.failures, slot.interval)
+            slot.next_at = now + self.failure_delay(slot.failures, slot.interval)
         if slot.follow_up:
             slot.follow_up, slot.next_at = False, now
 
@@ -240,3 +248,7 @@ class Scheduler:
         ``backoff_max`` and by the entry's own interval."""
         exponent = min(failures - 1, 62)  # bounded so the float never overflows
         return min(self._backoff_base * 2.0**exponent, self._backoff_max, interval)
+
+    def failure_delay(self, failures: int, interval: float) -> float:
+        """:meth:`backoff` less a random share (``U(0, backoff_jitter)``) of it, drawn from ``rng``."""
+        return self.backoff(failures, interval) * (1.0 - self._rng.uniform(0.0, self._backoff_jitter))

@@ -180,9 +180,12 @@ async def test_trigger_idle_entry_and_all() -> None:
 async def test_backoff_after_failures_then_reset() -> None:
     rec = Recorder(ok=False)
     clock = FakeClock()
-    scheduler = Scheduler(rec, jitter=0.0, backoff_base=10.0, backoff_max=40.0, clock=clock)
+    scheduler = Scheduler(
+        rec, jitter=0.0, backoff_base=10.0, backoff_max=40.0, clock=clock, rng=random.Random(11)
+    )
     scheduler.set_entries({"a": LONG})
-    delays = []
+    retries: list[float] = []
+    clocks: list[float] = []
     async with running(scheduler):
         for n in range(1, 6):
             if n > 1:
@@ -191,14 +194,40 @@ async def test_backoff_after_failures_then_reset() -> None:
             await until(lambda n=n: rec.count("a") == n and not scheduler.running("a"))  # type: ignore[misc]
             next_run = scheduler.next_run("a")
             assert next_run is not None
-            delays.append(next_run - clock.now)
+            retries.append(next_run)
+            clocks.append(clock.now)
         rec.ok = True
         clock.now += 1.0
         assert scheduler.trigger("a")
         await until(lambda: rec.count("a") == 6 and not scheduler.running("a"))
         # The success reset the backoff: the next run is a full interval after this one started.
         assert scheduler.next_run("a") == clock.now + LONG
-    assert delays == [10.0, 20.0, 40.0, 40.0, 40.0]
+    twin = random.Random(11)  # the draws the scheduler made: the failure jitter, half by default
+    ceilings = (10.0, 20.0, 40.0, 40.0, 40.0)
+    expected = [now + c * (1.0 - twin.uniform(0.0, 0.5)) for now, c in zip(clocks, ceilings, strict=True)]
+    assert retries == expected  # next_run, exactly: ended at now, waits the jittered backoff
+
+
+async def test_entries_failing_together_retry_spread_out() -> None:
+    # A registry down fails every entry at once; their retries must not all land at once.
+    rec = Recorder(ok=False)
+    scheduler = Scheduler(rec, backoff_base=30.0, clock=lambda: 1000.0, rng=random.Random(5))
+    names = [f"e{i}" for i in range(20)]
+    scheduler.set_entries(dict.fromkeys(names, LONG))
+    async with running(scheduler):
+        await until(lambda: all(rec.count(n) == 1 and not scheduler.running(n) for n in names))
+        retries = [scheduler.next_run(n) or 0.0 for n in names]
+    twin = random.Random(5)
+    assert sorted(retries) == sorted(1000.0 + 30.0 * (1.0 - twin.uniform(0.0, 0.5)) for _ in names)
+    assert all(1015.0 <= t <= 1030.0 for t in retries), retries  # at most the backoff, at least half
+    assert len(set(retries)) == len(names)
+
+
+def test_backoff_jitter_is_bounded() -> None:
+    with pytest.raises(ValueError, match="backoff_jitter"):
+        Scheduler(Recorder(), backoff_jitter=1.0)
+    exact = Scheduler(Recorder(), backoff_base=30.0, backoff_jitter=0.0)
+    assert exact.failure_delay(3, 86400.0) == 120.0
 
 
 def test_backoff_formula() -> None:
