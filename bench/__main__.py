@@ -23,10 +23,22 @@ from typing import Any
 from bench.corpus import CorpusSpec
 from bench.registries import BenchError
 from bench.report import Check, print_result
-from bench.scenarios import Bench, ScenarioResult, median_of, run_big, run_corpus, run_scale
+from bench.scenarios import (
+    Bench,
+    ScenarioResult,
+    median_of,
+    run_big,
+    run_corpus,
+    run_scale,
+    run_tags,
+    tags_spec,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 QUICK = {"repos": 4, "tags": 2, "base_mb": 2.0, "app_mb": 1.0, "big_gb": 0.25, "scale": "4,8,16"}
+#: The many-tags scenarios: (repositories, tags each, daemon passes), full and ``--quick``.
+MANY_TAGS = {"tags": ((20, 100, 5), (4, 10, 2)), "tags10k": ((100, 100, 10), (5, 20, 3))}
+SCENARIOS = ["corpus", "big", "scale", "tags", "tags10k"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench", description="Benchmark mirrord against skopeo and the floor"
     )
-    p.add_argument("--scenario", choices=["corpus", "big", "scale", "all"], default="all")
+    p.add_argument(
+        "--scenario",
+        choices=[*SCENARIOS, "all"],
+        default="all",
+        help="all: corpus, big, scale and tags (tags10k only by name: seeding it takes minutes)",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes, for trying the harness out")
     p.add_argument("--repos", type=int, help="repositories (default 20; quick 4)")
     p.add_argument("--tags", type=int, help="tags per repository (default 3; quick 2)")
@@ -63,7 +80,7 @@ def _pick(args: argparse.Namespace, name: str, default: Any) -> Any:
 
 def _run(args: argparse.Namespace, bench: Bench) -> list[ScenarioResult]:
     results = []
-    wanted = {"corpus", "big", "scale"} if args.scenario == "all" else {args.scenario}
+    wanted = {"corpus", "big", "scale", "tags"} if args.scenario == "all" else {args.scenario}
     if "corpus" in wanted:
         spec = CorpusSpec(
             repos=_pick(args, "repos", 20),
@@ -92,6 +109,11 @@ def _run(args: argparse.Namespace, bench: Bench) -> list[ScenarioResult]:
         )
         print(f"== scale: {sizes} repositories of {spec}", flush=True)
         results.append(run_scale(bench, sizes, spec))
+    for name, (full, quick) in MANY_TAGS.items():
+        if name in wanted:
+            repos, tags, passes = quick if args.quick else full
+            print(f"== {name}: {repos} repositories x {tags} tiny single-manifest images", flush=True)
+            results.append(run_tags(bench, name, tags_spec(repos, tags, args.seed), passes))
     return results
 
 

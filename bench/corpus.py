@@ -53,6 +53,9 @@ class CorpusSpec:
     app_mb: float = 4
     seed: str = "mirrord-bench-1"
     prefix: str = "bench"
+    #: False: each tag is its platform-0 image manifest itself, no index over it (``platforms`` must
+    #: be 1); the many-tags scenarios use it for tiny single-manifest images.
+    index: bool = True
 
     def __post_init__(self) -> None:
         # Sizes are floats whatever the caller passed, so 16 and 16.0 name the same corpus (key()).
@@ -62,10 +65,15 @@ class CorpusSpec:
             raise ValueError(f"platforms must be 1..{len(PLATFORMS)}")
         if self.repos < 1 or self.tags < 1 or self.base_mb < 0 or self.app_mb < 0:
             raise ValueError("repos and tags must be >= 1, sizes >= 0")
+        if not self.index and self.platforms != 1:
+            raise ValueError("a corpus without indexes has exactly one platform")
 
     def key(self) -> str:
         """A short stable name for this spec (used to cache a seeded source registry)."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if self.index:
+            del fields["index"]  # the default: keys of sources seeded before the field existed stay
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def repo_names(self) -> list[str]:

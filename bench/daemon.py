@@ -82,6 +82,14 @@ class Daemon:
         """The daemon's peak resident set size in bytes so far."""
         return vm_hwm(self.pid)
 
+    def rss(self) -> int:
+        """The daemon's resident set size in bytes now (``VmRSS``): flat across passes, or it leaks."""
+        with open(f"/proc/{self.pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
     def run_pass(self) -> tuple[float, bool]:
         """Trigger a pass of every entry and wait for it: (wall seconds, every entry succeeded)."""
         before = {name: e["runs"] for name, e in self.entries().items()}

@@ -244,6 +244,52 @@ def scale_lines(result: ScenarioResult) -> tuple[list[str], list[Check]]:
     return lines, checks
 
 
+#: How much the daemon's RSS may grow from its first nothing-changed pass to its last (flat).
+RSS_GROWTH_MB = 5.0
+
+
+def tags_lines(result: ScenarioResult) -> tuple[list[str], list[Check]]:
+    """Scenarios ``tags`` / ``tags10k``: nothing changed against the bare HEAD loop (wall and CPU, one
+    run), mirrord CPU and requests per tag, the daemon's RSS after each pass, and the checks."""
+    r, tags = result.run, result.facts["tags"]
+    cold, again, loop = r("mirrord-cold"), r("mirrord-again"), r("mirrord-headloop")
+    daemon, startup = r("mirrord-daemon-again"), r("mirrord-startup")
+    lines: list[str] = []
+    checks: list[Check] = []
+    if again and loop and loop.process.wall_s and loop.process.cpu_s:
+        void = _void(again, loop)
+        wall, cpu = again.process.wall_s / loop.process.wall_s, again.process.cpu_s / loop.process.cpu_s
+        checks.append(Check("nothing changed: mirrord / bare HEAD loop wall", wall, 1.2, void=void))
+        checks.append(Check("nothing changed: mirrord / bare HEAD loop CPU", cpu, 1.3, void=void))
+        if daemon:
+            lines.append(
+                f"  daemon pass / bare HEAD loop: wall {daemon.process.wall_s / loop.process.wall_s:.3f}, "
+                f"CPU {daemon.process.cpu_s / loop.process.cpu_s:.3f} (the loop pays its start-up too)"
+            )
+    fixed = startup.process.cpu_s if startup and startup.process.exit_code == 0 else 0.0
+    for m in (cold, again, daemon, loop):
+        if m is None:
+            continue
+        requests = m.source.total + sum(t.total for t in m.targets)
+        own = f" ({1000 * max(m.process.cpu_s - fixed, 0) / tags:.2f} without start-up)"
+        own = own if m in (cold, again) else ""
+        lines.append(
+            f"  {m.name}: {1000 * m.process.cpu_s / tags:.2f} ms CPU per tag{own}, "
+            f"{requests / tags:.2f} requests per tag, {1000 * m.process.wall_s / tags:.2f} ms wall per tag"
+        )
+    if cold:
+        ms = 1000 * cold.process.cpu_s / tags
+        checks.append(Check("cold: mirrord CPU ms per tag", ms, 2.0, void=_void(cold)))
+        checks += _bytes_read(cold, result.facts["unique_bytes"])
+    checks += _noop_checks(again, tags)
+    checks += _noop_checks(daemon, tags, "nothing changed, daemon pass")
+    if daemon and daemon.rss_samples:
+        rss = [b / MB for b in daemon.rss_samples]
+        lines.append("  daemon RSS MB after each pass: " + ", ".join(f"{x:.1f}" for x in rss))
+        checks.append(Check("daemon RSS growth over the passes MB", rss[-1] - rss[0], RSS_GROWTH_MB))
+    return lines, checks
+
+
 def _warn_load(runs: Sequence[Measurement], out: Printer) -> None:
     cpus = os.cpu_count() or 1
     busy = [
@@ -273,8 +319,8 @@ def print_result(result: ScenarioResult, out: Printer = print) -> list[Check]:
         for line in big_lines(result):
             out(line)
         checks = big_checks(result)
-    elif result.name == "scale":
-        lines, checks = scale_lines(result)
+    elif result.name in ("scale", "tags", "tags10k"):
+        lines, checks = scale_lines(result) if result.name == "scale" else tags_lines(result)
         for line in lines:
             out(line)
     if checks:

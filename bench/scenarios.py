@@ -52,6 +52,8 @@ class Measurement:
     #: CPU seconds the rest of the machine (not the tool, the registries or the harness) used during
     #: the run: other work sharing the cores skews every figure.
     other_cpu: float = 0.0
+    #: Daemon passes: the daemon's resident set size after each pass, in run order (flat, or it leaks).
+    rss_samples: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -65,7 +67,7 @@ class Measurement:
             "wall_samples_s": [round(w, 3) for w in self.samples],
             "registry_cpu_s": [round(c, 2) for c in self.registry_cpu],
             "other_cpu_s": round(self.other_cpu, 2),
-        }
+        } | ({"rss_samples": self.rss_samples} if self.rss_samples else {})
 
 
 @dataclass
@@ -203,10 +205,12 @@ class Bench:
         targets: int = 1,
         again: bool = True,
         daemon_passes: int = 0,
+        headloop: bool = False,
     ) -> list[Measurement]:
         """``mirrord sync`` cold into ``targets`` fresh targets, then (``again``) with nothing changed,
         then (``daemon_passes`` > 0) that many nothing-changed passes in one ``mirrord run``, reported
-        as one measurement: the median pass, with every pass's wall time in ``samples``."""
+        as one measurement: the median pass, with every pass's wall time in ``samples``; with
+        ``headloop``, the bare HEAD loop runs right after ``again`` against the same registries."""
         with self.targets(targets) as regs:
             plan = self.logs / f"{prefix}-plan.yaml"
             plan.write_text(tools.mirrord_plan(corpus, repos, source.host, [r.host for r in regs]))
@@ -216,12 +220,25 @@ class Bench:
             runs = [cold]
             if again:
                 runs.append(self.measure(f"{prefix}-again", argv, source, regs))
+            if headloop:
+                runs.append(self.headloop(f"{prefix}-headloop", corpus, repos, source, regs))
             if daemon_passes:
                 daemon_plan = self.logs / f"{prefix}-daemon-plan.yaml"
                 daemon_plan.write_text(tools.daemon_plan(plan.read_text()))
                 name = f"{prefix}-daemon-again"
                 runs.append(self.daemon_again(name, daemon_plan, source, regs, daemon_passes))
         return runs
+
+    def headloop(
+        self, name: str, corpus: Corpus, repos: Sequence[str], source: Registry, targets: Sequence[Registry]
+    ) -> Measurement:
+        """The bare HEAD loop (:mod:`bench.headloop`) over every tag of ``repos``, at the source and at
+        ``targets`` (which must hold mirrord's copy): the yardstick of a nothing-changed pass."""
+        refs = self.logs / f"{name}-refs.json"
+        refs.parent.mkdir(parents=True, exist_ok=True)
+        refs.write_text(json.dumps([[r, t] for r in repos for t in corpus.tags[r]]))
+        argv = tools.headloop_argv(source.host, refs, [t.host for t in targets], self.concurrency)
+        return self.measure(name, argv, source, targets)
 
     def daemon_again(
         self, name: str, plan: Path, source: Registry, targets: Sequence[Registry], passes: int
@@ -231,13 +248,15 @@ class Bench:
         port = free_port()
         argv = tools.daemon_argv(plan, f"127.0.0.1:{port}")
         print(f"  {name} ...", end="", flush=True)
-        samples = []
+        samples, rss = [], []
         with Daemon(argv, port, self.logs / f"{name}.log", env) as daemon:
             for _ in range(passes):
                 samples.append(self._daemon_pass(name, daemon, argv, source, targets))
+                rss.append(daemon.rss())
         samples.sort(key=lambda m: m.process.wall_s)
         pick = samples[(len(samples) - 1) // 2]
         pick.samples = [m.process.wall_s for m in samples]
+        pick.rss_samples = rss
         print(" " + ", ".join(f"{w:.3f}" for w in pick.samples) + " s", flush=True)
         return pick
 
@@ -310,6 +329,35 @@ def run_scale(bench: Bench, sizes: Sequence[int], spec: CorpusSpec) -> ScenarioR
             result.runs.extend([floor, cold])
             points.append(facts | {"floor": floor.name, "mirrord": cold.name})
     result.extra["points"] = points
+    return result
+
+
+def tags_spec(repos: int, tags: int, seed: str) -> CorpusSpec:
+    """Many tiny single-manifest images: ``repos`` x ``tags``, each tag a manifest over a 64 KiB base
+    layer shared by every repository, the previous tag's 4 KiB app layer and its own, and its config."""
+    return CorpusSpec(
+        repos=repos,
+        tags=tags,
+        platforms=1,
+        base_mb=1 / 16,
+        app_mb=1 / 256,
+        seed=seed,
+        prefix="tags",
+        index=False,
+    )
+
+
+def run_tags(bench: Bench, name: str, spec: CorpusSpec, daemon_passes: int) -> ScenarioResult:
+    """Scenarios ``tags`` (2,000) and ``tags10k``: the cost of many tags. mirrord cold, then nothing
+    changed from the CLI, the bare HEAD loop over the same registries (the yardstick), and
+    ``daemon_passes`` nothing-changed passes in one daemon (RSS after each)."""
+    repos = spec.repo_names()
+    with bench.source(spec) as (source, corpus):
+        result = ScenarioResult(name, corpus_facts(corpus, repos))
+        result.runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
+        result.runs.extend(
+            bench.mirrord("mirrord", corpus, repos, source, daemon_passes=daemon_passes, headloop=True)
+        )
     return result
 
 

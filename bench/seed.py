@@ -107,6 +107,8 @@ class Seeder:
         self._spec = spec
         self.corpus = Corpus(spec=spec)
         self._base: dict[int, dict[str, Any]] = {}
+        #: Without indexes: each tag's manifest by digest, until it is tagged.
+        self._untagged: dict[str, bytes] = {}
 
     async def run(self) -> Corpus:
         """Seed everything; the record of what was pushed."""
@@ -135,6 +137,11 @@ class Seeder:
         self.corpus.referenced[repo] = self.corpus.manifests[repo] = 0
         for i, tag in enumerate(self._spec.tag_names()):
             children = [await self._image(repo, tag, i, p, apps) for p in range(self._spec.platforms)]
+            if not self._spec.index:
+                digest = children[0][1]
+                await self._push.manifest_put(repo, tag, OCI_MANIFEST, self._untagged.pop(digest))
+                self.corpus.tags[repo][tag] = digest
+                continue
             index = index_bytes(children)
             await self._push.manifest_put(repo, tag, OCI_INDEX, index)
             self.corpus.tags[repo][tag] = sha256_digest(index)
@@ -152,7 +159,10 @@ class Seeder:
         config = await self._push.blob_bytes(repo, config_json)
         manifest = manifest_bytes(config, layers)
         digest = sha256_digest(manifest)
-        await self._push.manifest_put(repo, digest, OCI_MANIFEST, manifest)
+        if spec.index:
+            await self._push.manifest_put(repo, digest, OCI_MANIFEST, manifest)
+        else:
+            self._untagged[digest] = manifest  # the tag's own manifest: put under the tag by _repo
         self._record(repo, [config, *layers])
         return p, digest, len(manifest)
 

@@ -97,6 +97,19 @@ def daemon_argv(plan: Path, listen: str) -> list[str]:
     return [sys.executable, "-m", "mirrord", "--log-format", "json", *run]
 
 
+def headloop_argv(source: str, refs: Path, targets: Sequence[str], concurrency: int) -> list[str]:
+    """The bare aiohttp HEAD loop (:mod:`bench.headloop`) over the tags listed in ``refs``."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.headloop",
+        source,
+        str(refs),
+        *targets,
+        f"--concurrency={concurrency}",
+    ]
+
+
 def startup_argv() -> list[str]:
     """A Python process that only imports what ``mirrord sync`` imports: the fixed cost of every run."""
     imports = "import mirrord.cli, mirrord.sync.runner, mirrord.registry.hub, mirrord.plan"
