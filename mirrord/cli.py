@@ -249,9 +249,13 @@ def _write_report(path: str, reports: Sequence[Any]) -> None:
             | ({} if r.repositories is None else {"repositories": r.repositories})
             for r in reports
         ],
-        "images": [i.to_json() for r in reports for i in r.images],
     }
-    write_file_atomic(Path(path), (json.dumps(body, indent=2) + "\n").encode())
+    # One image per line: json's indent= runs its pure-Python encoder, which cost more CPU than the
+    # HEADs of a nothing-changed pass at 2,000 tags; per-image dumps without it use the C encoder.
+    images = ",\n    ".join(json.dumps(i.to_json()) for r in reports for i in r.images)
+    text = json.dumps(body, indent=2).removesuffix("\n}")
+    text += ',\n  "images": [' + (f"\n    {images}\n  ]" if images else "]") + "\n}\n"
+    write_file_atomic(Path(path), text.encode())
 
 
 def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:

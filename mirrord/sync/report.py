@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from mirrord.copy.engine import CopyResult
@@ -30,7 +30,13 @@ class ImageReport:
         """The JSON object written to ``--report`` (no secrets: references and digests only).
         ``dropped_signatures`` lists ``{artifact, subject, replacement, target}``: signatures not
         copied because their subject's digest changed at that target."""
-        return {k: v for k, v in asdict(self).items() if v not in (None, {}, []) or k == "error"}
+        # Not dataclasses.asdict: it deep-copies every value, and this runs once per image per pass
+        # (a fifth of a nothing-changed pass's own CPU at 2,000 tags). The values are already plain
+        # JSON types, built for this row by image_report; callers must not mutate them.
+        return {k: v for k in _IMAGE_FIELDS if (v := getattr(self, k)) not in (None, {}, []) or k == "error"}
+
+
+_IMAGE_FIELDS = tuple(f.name for f in fields(ImageReport))
 
 
 @dataclass(slots=True)
