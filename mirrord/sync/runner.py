@@ -240,6 +240,10 @@ class SyncRunner:
         targets: Sequence[tuple[TargetConfig, Repository]],
     ) -> list[ImageReport]:
         results = await engine.copy_many(self._requests(entry, source, versions, targets))
+        unchanged = sum(1 for r in results if r.outcome == "unchanged")
+        if unchanged:  # one line for them all: see observe.logs.event_logger
+            fields = {"entry": entry.name, "source": source_text, "count": unchanged}
+            log.info("images unchanged", extra={"fields": fields})
         self._recheck = {k for k in self._recheck if k[:2] != (entry.name, entry.source)} | {
             (entry.name, entry.source, v)
             for v, r in zip(versions, results, strict=True)
