@@ -36,6 +36,8 @@ async def check_targets(request: CopyRequest) -> tuple[Digest, list[Digest | Non
             task.cancel()
         await asyncio.gather(*by_tag.values(), return_exceptions=True)
         raise
+    if len(request.targets) == 1:  # the usual case: no task group, no task, for one coroutine
+        return source_digest, [await target_state(request.targets[0], source_digest, request, by_tag.get(0))]
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(target_state(t, source_digest, request, by_tag.get(i)))
