@@ -141,6 +141,17 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+def _with_authorization(headers: Mapping[str, str] | None, sent: str | None) -> Mapping[str, str] | None:
+    """``headers`` with ``Authorization: sent`` (when not None) and no other Authorization. The
+    caller's mapping itself when it has none and none is sent: no dict built per request (the
+    transport and aiohttp only read it)."""
+    if headers is not None and any(k.lower() == "authorization" for k in headers):
+        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    if sent is None:
+        return headers
+    return {**(headers or {}), "Authorization": sent}
+
+
 def _retry_reason(error: RegistryError) -> str:
     if isinstance(error, RateLimited):
         return "429"
@@ -323,7 +334,8 @@ class RegistryClient:
                 )
                 body = b"" if method == "HEAD" else await self._read_whole(response, limit, context)
                 links = tuple(response.headers.getall("Link", ()))
-                return Fetched(response.status, CIMultiDict(response.headers), body, links)
+                # The response's own (read-only) headers: aiohttp keeps them after release.
+                return Fetched(response.status, response.headers, body, links)
 
         return await self.with_retries(attempt) if retry else await attempt()
 
@@ -487,9 +499,7 @@ class RegistryClient:
         while True:
             own = self._is_own(current)
             sent = await self.auth.header(scopes) if own else None
-            send_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "authorization"}
-            if sent is not None:
-                send_headers["Authorization"] = sent
+            send_headers = _with_authorization(headers, sent)
             async with self.transport.send(
                 self.settings, method, current, headers=send_headers, data=data,
                 tls=self._tls_for(current), hold_slot=not stream,
