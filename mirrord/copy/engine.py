@@ -38,10 +38,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from mirrord.copy.artifacts import ArtifactReport, Artifacts, artifact_views
 from mirrord.copy.blobs import BlobTransfers
+from mirrord.copy.conversions import ConversionMap
 from mirrord.copy.convert import (
     placeholder_layers,
     transform_plan,
@@ -57,8 +58,6 @@ from mirrord.copy.planner import (
     build_plan,
     select_children,
 )
-from mirrord.copy.recode import LayerRecoder
-from mirrord.copy.recompress import ConversionMap
 from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
 from mirrord.core.events import (
     EventBus,
@@ -71,6 +70,9 @@ from mirrord.core.events import (
 from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import DigestMismatch, ProtocolError
+
+if TYPE_CHECKING:
+    from mirrord.copy.recode import LayerRecoder
 
 __all__ = ["DEFAULT_LIMITS", "CopyEngine", "CopyRequest", "CopyResult", "LocationCache", "Target"]
 
@@ -162,18 +164,29 @@ class CopyEngine:
         self.events = events or EventBus()
         self.locations = locations if locations is not None else LocationCache()
         self.conversions = conversions if conversions is not None else ConversionMap()
-        self.recoder = LayerRecoder(
-            conversions=self.conversions,
-            locations=self.locations,
-            events=self.events,
-            spool_dir=spool_dir,
-            threads=min(2, os.cpu_count() or 1),
-        )
+        self._spool_dir = spool_dir
+        self._recoder: LayerRecoder | None = None
         self._blobs = BlobTransfers(limits=limits, events=self.events, locations=self.locations)
         self._checks = asyncio.Semaphore(limits.checks)
         self._images = asyncio.Semaphore(limits.images)
         self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
         self._artifacts = Artifacts(self._copy_quiet)
+
+    @property
+    def recoder(self) -> LayerRecoder:
+        """The layer re-encoder, made at first use: a pass that copies nothing never imports the
+        codecs (zstandard) or the recompression code."""
+        if self._recoder is None:
+            from mirrord.copy.recode import LayerRecoder
+
+            self._recoder = LayerRecoder(
+                conversions=self.conversions,
+                locations=self.locations,
+                events=self.events,
+                spool_dir=self._spool_dir,
+                threads=min(2, os.cpu_count() or 1),
+            )
+        return self._recoder
 
     # -- public API ----------------------------------------------------------------------------------
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from mirrord.copy.conversions import Conversion, ConversionMap
 from mirrord.copy.convert import Transform, transform_plan
 from mirrord.copy.locations import LocationCache
 from mirrord.copy.planner import ImagePlan
 from mirrord.copy.recompress import (
-    Conversion,
-    ConversionMap,
     RecompressionFailed,
     discard,
     recompress_layer,

@@ -19,7 +19,6 @@ import contextlib
 import gzip
 import hashlib
 import io
-import json
 import logging
 import os
 import queue
@@ -34,8 +33,9 @@ from typing import Any
 
 import zstandard
 
+from mirrord.copy.conversions import Conversion as Conversion  # re-exported: it lived here
+from mirrord.copy.conversions import ConversionMap as ConversionMap  # re-exported: it lived here
 from mirrord.copy.errors import CopyError
-from mirrord.core.files import write_file_atomic
 from mirrord.oci import Descriptor, Digest
 from mirrord.oci.convert import Codec
 from mirrord.registry.base import Repository, UploadSession
@@ -50,7 +50,6 @@ ZSTD_LEVEL = 3
 ZSTD_JOB_SIZE = 2 * 1024 * 1024
 GZIP_LEVEL = 6
 _EOF = b""
-_FORMAT_VERSION = 1
 
 
 class RecompressionFailed(CopyError):
@@ -277,66 +276,6 @@ class _QueueReader(io.RawIOBase):
             except queue.Empty:
                 if self.worker.stop.is_set():
                     raise RecompressionFailed("recompression stopped", echo=True) from None
-
-
-@dataclass(frozen=True, slots=True)
-class Conversion:
-    """A re-encoded layer known from an earlier pass (or earlier in this one)."""
-
-    digest: Digest
-    size: int
-
-
-class ConversionMap:
-    """(source layer digest, codec) -> :class:`Conversion`; in memory, saved to ``state_file`` when
-    given (written atomically). A missing or unreadable file starts empty: the map only saves work."""
-
-    def __init__(self, state_file: Path | None = None) -> None:
-        self.state_file = state_file
-        self._entries: dict[str, Conversion] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @classmethod
-    def loaded(cls, state_file: Path) -> ConversionMap:
-        """A map read from ``state_file`` (empty when missing or unreadable)."""
-        conversions = cls(state_file)
-        conversions.load()
-        return conversions
-
-    def get(self, digest: Digest, codec: Codec) -> Conversion | None:
-        """What ``digest`` became when re-encoded as ``codec``, if known."""
-        return self._entries.get(f"{digest}|{codec}")
-
-    def put(self, digest: Digest, codec: Codec, conversion: Conversion) -> None:
-        """Remember a conversion."""
-        self._entries[f"{digest}|{codec}"] = conversion
-
-    def load(self) -> None:
-        """Read the state file (no-op without one; an unreadable file is logged and ignored)."""
-        if self.state_file is None or not self.state_file.exists():
-            return
-        try:
-            data = json.loads(self.state_file.read_text())
-            entries = data["entries"] if data.get("version") == _FORMAT_VERSION else {}
-            self._entries = {
-                key: Conversion(Digest.parse(value["digest"]), int(value["size"]))
-                for key, value in entries.items()
-            }
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            log.warning(
-                "conversion map not loaded",
-                extra={"fields": {"path": str(self.state_file), "error": str(exc)}},
-            )
-
-    def save(self) -> None:
-        """Write the state file atomically (no-op without one)."""
-        if self.state_file is None:
-            return
-        entries = {k: {"digest": str(v.digest), "size": v.size} for k, v in self._entries.items()}
-        text = json.dumps({"version": _FORMAT_VERSION, "entries": entries}, separators=(",", ":"))
-        write_file_atomic(self.state_file, text.encode("utf-8"))
 
 
 async def spool_upload(

@@ -13,10 +13,10 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 
+from mirrord.copy.conversions import ConversionMap
 from mirrord.copy.engine import CopyEngine, CopyRequest, Target
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
-from mirrord.copy.recompress import ConversionMap
 from mirrord.core.events import EventBus
 from mirrord.oci import Reference, is_digest
 from mirrord.oci.convert import unsupported_transform

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mirrord.copy.conversions import ConversionMap
 from mirrord.copy.locations import LocationCache
-from mirrord.copy.recompress import ConversionMap
 
 
 def conversions_beside(locations: LocationCache | None) -> ConversionMap:

@@ -46,9 +46,21 @@ async def test_second_sync_costs_one_head_per_tag_and_no_get(
         src.requests.clear()
         dst.requests.clear()
 
-        second = await run_cli("sync", "-c", str(plan), "--report", str(tmp_path / "r2.json"))
+        # -X importtime (as an environment variable): which modules the pass imported, on stderr.
+        env = {"PYTHONPROFILEIMPORTTIME": "1"}
+        second = await run_cli("sync", "-c", str(plan), "--report", str(tmp_path / "r2.json"), env=env)
         assert second.code == 0, second.output
         assert [i["result"] for i in read_report(tmp_path / "r2.json")] == ["unchanged"] * 3
+        # A pass that copies nothing loads no codec, recompression or progress-bar code...
+        imported = {line.split("|")[-1].strip() for line in second.stderr.splitlines() if "|" in line}
+        assert "mirrord.copy.engine" in imported
+        unwanted = {"zstandard", "rich", "mirrord.copy.recompress", "mirrord.copy.recode", "gzip"}
+        assert not imported & unwanted, imported & unwanted
+        # ...and logs one line for the unchanged images of the entry, not one per image.
+        logs = [json.loads(line) for line in second.stderr.splitlines() if line.startswith("{")]
+        assert [(r["msg"], r.get("count")) for r in logs if "unchanged" in r["msg"]] == [
+            ("images unchanged", 3)
+        ]
         assert src.count("GET", None) == 0  # no manifest, blob, tag list or referrers GET
         assert src.count("HEAD", "manifest") == 3
         assert len(src.requests) == 3
