@@ -328,16 +328,43 @@ class RegistryClient:
         context = {"repository": repository, "reference": reference}
 
         async def attempt() -> Fetched:
-            async with contextlib.AsyncExitStack() as stack:
-                response = await self._attempt(
-                    stack, method, self.url(target), scopes, headers, data, ok, False, context
-                )
-                body = b"" if method == "HEAD" else await self._read_whole(response, limit, context)
-                links = tuple(response.headers.getall("Link", ()))
-                # The response's own (read-only) headers: aiohttp keeps them after release.
-                return Fetched(response.status, response.headers, body, links)
+            return await self._attempt_whole(
+                method, self.url(target), scopes, headers, data, ok, limit, context
+            )
 
         return await self.with_retries(attempt) if retry else await attempt()
+
+    async def _attempt_whole(
+        self,
+        method: str,
+        url: str,
+        scopes: Sequence[str],
+        headers: Mapping[str, str] | None,
+        data: bytes | None,
+        ok: Collection[int],
+        limit: int,
+        context: Mapping[str, str | None],
+    ) -> Fetched:
+        """:meth:`_attempt` for :meth:`fetch`: the response is read whole inside the exchange, so it
+        needs none of the exit stacks that keep a streamed response open for the caller (two per
+        request, on the path every manifest HEAD takes). Same auth, errors and release order."""
+        for authorizing in (False, True):
+            try:
+                async with self._exchange(method, url, scopes, headers, data, False) as (response, sent):
+                    if response.status in ok:
+                        body = b"" if method == "HEAD" else await self._read_whole(response, limit, context)
+                        links = tuple(response.headers.getall("Link", ()))
+                        # The response's own (read-only) headers: aiohttp keeps them after release.
+                        return Fetched(response.status, response.headers, body, links)
+                    status, answer = response.status, CIMultiDict(response.headers)
+                    body = await self._error_body(response)
+            except RegistryError as error:
+                error.repository = error.repository or context["repository"]
+                error.reference = error.reference or context["reference"]
+                raise
+            # A bytes body (or none) can always be sent again.
+            await self._refused(status, answer, body, sent, True, authorizing, method, context)
+        raise AssertionError("unreachable")
 
     async def _read_whole(
         self, response: aiohttp.ClientResponse, limit: int, context: Mapping[str, str | None]
@@ -419,17 +446,32 @@ class RegistryClient:
                     return response
                 status, answer = response.status, CIMultiDict(response.headers)
                 body = await self._error_body(response)
-            # The refused response is released before asking for a challenge or a token, so this
-            # request never holds one of the registry's slots while waiting for another.
-            retry = not authorizing and await self._worth_authorizing(status, answer, sent)
-            if retry and resendable:
-                continue
-            refused = error_from_response(status, body, answer, registry=self.host, method=method, **context)
-            if retry and status == 401:
-                # A spent body (a streamed upload): the caller may send it again with new auth.
-                refused.retryable = True
-            raise refused
+            await self._refused(status, answer, body, sent, resendable, authorizing, method, context)
         raise AssertionError("unreachable")
+
+    async def _refused(
+        self,
+        status: int,
+        answer: Mapping[str, str],
+        body: bytes,
+        sent: str | None,
+        resendable: bool,
+        authorizing: bool,
+        method: str,
+        context: Mapping[str, str | None],
+    ) -> None:
+        """After a response not in ``ok``, already released: return when the request is to be
+        sent once more with new authorisation, else raise its error."""
+        # The refused response is released before asking for a challenge or a token, so this
+        # request never holds one of the registry's slots while waiting for another.
+        retry = not authorizing and await self._worth_authorizing(status, answer, sent)
+        if retry and resendable:
+            return
+        refused = error_from_response(status, body, answer, registry=self.host, method=method, **context)
+        if retry and status == 401:
+            # A spent body (a streamed upload): the caller may send it again with new auth.
+            refused.retryable = True
+        raise refused
 
     async def _worth_authorizing(self, status: int, headers: Mapping[str, str], sent: str | None) -> bool:
         """After a 401 (or a 404 some registries give anonymous requests instead), whether the
