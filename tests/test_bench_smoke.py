@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import tarfile
+from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,12 @@ import pytest
 from bench.corpus import Corpus, CorpusSpec, LayerKey, LayerStream, config_bytes, image_layers
 from bench.daemon import Daemon
 from bench.floor import write_blob_list
-from bench.measure import parse_access_log, request_kind, run_measured
+from bench.measure import ProcessResult, RequestStats, parse_access_log, request_kind, run_measured
 from bench.registries import free_port, registry
+from bench.report import tags_lines
+from bench.scenarios import Measurement, ScenarioResult, tags_spec
 from bench.seed import head_digests, seed_corpus
-from bench.tools import ROOT, daemon_argv, daemon_plan, floor_argv, mirrord_plan
+from bench.tools import ROOT, daemon_argv, daemon_plan, floor_argv, headloop_argv, mirrord_argv, mirrord_plan
 
 TINY = CorpusSpec(repos=2, tags=2, platforms=2, base_mb=0.25, app_mb=0.0625, seed="smoke")
 
@@ -156,9 +160,84 @@ def test_daemon_pass_after_the_recheck_costs_one_head_per_tag_per_side(tmp_path:
             stats = src.requests_since(marks[0]), dst.requests_since(marks[1])
             assert daemon.cpu_seconds() > 0
             assert daemon.peak_rss() > 1_000_000
+            assert 1_000_000 < daemon.rss() <= daemon.peak_rss()
     tags = corpus.tag_count(repos)
     assert recheck.counts["GET tags"] == len(repos)
     assert ok
     assert 0 < wall < 60
     assert stats[0].counts == {"HEAD manifest": tags}
     assert stats[1].counts == {"HEAD manifest": tags}
+
+
+def test_tags_spec_is_single_manifest_and_keeps_the_old_keys() -> None:
+    spec = tags_spec(3, 4, "s")
+    assert (spec.platforms, spec.index, spec.prefix) == (1, False, "tags")
+    assert spec.key() != CorpusSpec(3, 4, 1, spec.base_mb, spec.app_mb, "s", "tags").key()
+    # Specs with an index (every one seeded before the field existed) keep their key: kept sources
+    # are found again.
+    before = json.dumps({k: v for k, v in asdict(TINY).items() if k != "index"}, sort_keys=True)
+    assert TINY.key() == hashlib.sha256(before.encode()).hexdigest()[:12]
+    with pytest.raises(ValueError, match="one platform"):
+        CorpusSpec(platforms=2, index=False)
+
+
+@pytest.mark.integration
+def test_headloop_heads_each_tag_once_per_side_like_a_nothing_changed_pass(tmp_path: Path) -> None:
+    _need_registry()
+    spec = tags_spec(2, 3, "smoke")
+    with registry(tmp_path / "src") as src, registry(tmp_path / "dst") as dst:
+        corpus = asyncio.run(seed_corpus(src.host, spec))
+        repos = spec.repo_names()
+        refs = [(r, t) for r in repos for t in corpus.tags[r]]
+        # Each tag is a plain image manifest (no index), tagged with the digest the corpus records.
+        assert asyncio.run(head_digests(src.host, refs)) == {(r, t): corpus.tags[r][t] for r, t in refs}
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(mirrord_plan(corpus, repos, src.host, [dst.host]))
+        cold = run_measured(mirrord_argv(plan, tmp_path / "report.json"), tmp_path / "cold.log", env=env)
+        assert cold.exit_code == 0, (tmp_path / "cold.log").read_text()
+        refs_file = tmp_path / "refs.json"
+        refs_file.write_text(json.dumps(refs))
+        marks = src.mark(), dst.mark()
+        loop = run_measured(headloop_argv(src.host, refs_file, [dst.host], 4), tmp_path / "loop.log", env=env)
+        stats = src.requests_since(marks[0]), dst.requests_since(marks[1])
+        refs_file.write_text(json.dumps([*refs, [repos[0], "9.9.9"]]))
+        missing = run_measured(
+            headloop_argv(src.host, refs_file, [dst.host], 4), tmp_path / "miss.log", env=env
+        )
+    assert loop.exit_code == 0, (tmp_path / "loop.log").read_text()
+    assert loop.cpu_s > 0
+    assert stats[0].counts == {"HEAD manifest": len(refs)}
+    assert stats[1].counts == {"HEAD manifest": len(refs)}
+    assert missing.exit_code == 1
+
+
+def _measurement(name: str, wall: float, cpu: float, heads: int, rss: list[int] | None = None) -> Measurement:
+    proc = ProcessResult((name,), 0, wall, cpu, 50_000_000, Path(f"{name}.log"))
+    side = RequestStats(counts=Counter({"HEAD manifest": heads}))
+    return Measurement(name, proc, side, [side], [0], rss_samples=rss or [])
+
+
+def test_tags_report_compares_with_the_head_loop_in_one_run() -> None:
+    result = ScenarioResult("tags", {"tags": 100, "unique_bytes": 0})
+    cold = _measurement("mirrord-cold", 10.0, 0.3, 100)
+    cold.source.blob_bytes_sent = 0
+    result.runs = [
+        _measurement("mirrord-startup", 0.5, 0.1, 0),
+        cold,
+        _measurement("mirrord-again", 2.2, 1.2, 100),
+        _measurement("mirrord-headloop", 2.0, 1.0, 100),
+        _measurement("mirrord-daemon-again", 1.0, 0.5, 100, [40_000_000, 41_000_000, 52_000_000]),
+    ]
+    lines, checks = tags_lines(result)
+    by_name = {c.what: c for c in checks}
+    assert by_name["nothing changed: mirrord / bare HEAD loop wall"].value == pytest.approx(1.1)
+    assert by_name["nothing changed: mirrord / bare HEAD loop CPU"].value == pytest.approx(1.2)
+    assert by_name["cold: mirrord CPU ms per tag"].value == pytest.approx(3.0)
+    assert not by_name["cold: mirrord CPU ms per tag"].ok
+    assert by_name["daemon RSS growth over the passes MB"].value == pytest.approx(12.0)
+    assert not by_name["daemon RSS growth over the passes MB"].ok
+    assert any("2.00 requests per tag" in line for line in lines)
+    assert any(
+        line.startswith("  mirrord-cold: 3.00 ms CPU per tag (2.00 without start-up)") for line in lines
+    )
