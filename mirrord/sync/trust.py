@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from mirrord.plan import Plan, PlanError, SignConfig, TargetConfig
 from mirrord.trust import TrustError
-from mirrord.trust.gate import PolicyGate
-from mirrord.trust.keys import decrypt_private_key, read_passphrase
-from mirrord.trust.policy import load_policy
-from mirrord.trust.signer import CosignSigner
+
+if TYPE_CHECKING:
+    # Imported where used: a plan without a policy or signing keys (most) never loads the policy
+    # code, cosign or cryptography's curves (~50 ms of every `mirrord sync`'s start-up).
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from mirrord.trust.gate import PolicyGate
+    from mirrord.trust.signer import CosignSigner
 
 
 @dataclass(slots=True)
@@ -42,6 +45,9 @@ def open_trust(plan: Plan) -> Trust:
     """Load ``plan.policy`` and every target's signing key; PlanError saying what is wrong."""
     trust = Trust()
     if plan.policy is not None:
+        from mirrord.trust.gate import PolicyGate
+        from mirrord.trust.policy import load_policy
+
         try:
             trust.gate = PolicyGate(load_policy(plan.policy))
         except TrustError as exc:
@@ -49,11 +55,15 @@ def open_trust(plan: Plan) -> Trust:
     for entry in plan.entries:
         for target in entry.targets:
             if target.sign is not None and target.sign not in trust.signers:
+                from mirrord.trust.signer import CosignSigner
+
                 trust.signers[target.sign] = CosignSigner(_signing_key(plan, target.sign))
     return trust
 
 
 def _signing_key(plan: Plan, sign: SignConfig) -> ec.EllipticCurvePrivateKey:
+    from mirrord.trust.keys import decrypt_private_key, read_passphrase
+
     try:
         data = Path(sign.key_file).read_bytes()
     except OSError as exc:
