@@ -114,8 +114,10 @@ class Repository(Protocol):
         ``chunks`` that declare :func:`verifies_digest` are not hashed again (their size still is)."""
         ...
 
-    async def tags_list(self) -> list[str]:
-        """Every tag of the repository (all pages); empty when the repository does not exist."""
+    async def tags_list(self, *, must_exist: bool = False) -> list[str]:
+        """Every tag of the repository (all pages); empty when the repository does not exist, or
+        NotFound then with ``must_exist`` (how a source is read: a missing source repository must
+        never read as "no tags", or pruning would delete the mirror)."""
         ...
 
     async def has_tags(self) -> bool:

@@ -25,6 +25,7 @@ from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
 from mirrord.sync.expand import run_pattern
 from mirrord.sync.hints import add_missing_tag_hints, warn_if_nothing_selected
+from mirrord.sync.prune import prune_allowed
 from mirrord.sync.report import EntryReport, ImageReport, display, image_report
 from mirrord.sync.state import conversions_beside
 from mirrord.sync.trust import Trust, open_trust
@@ -111,7 +112,7 @@ class SyncRunner:
                 report.images = await self._dry_run(entry, engine, source, source_text, versions, targets)
             else:
                 report.images = await self._copy(entry, engine, source, source_text, versions, targets)
-            if entry.prune and all_tags is not None:
+            if prune_allowed(all_tags, entry):
                 report.images += await self._prune(entry, targets, all_tags, dry_run=dry_run)
         except RegistryError as exc:
             report.error = str(exc)
@@ -176,7 +177,9 @@ class SyncRunner:
             return [entry.tag], None
         if entry.tags is not None and entry.tags.exact is not None and not entry.prune:
             return list(entry.tags.exact), None
-        all_tags = await source.tags_list()
+        # Read strictly: a missing repository (a typo, or a registry answering 404 for an expired
+        # token) is an entry error, never an empty list that prune would read as "delete everything".
+        all_tags = await source.tags_list(must_exist=True)
         selected = entry.tags.select(all_tags) if entry.tags is not None else sorted(all_tags)
         warn_if_nothing_selected(entry, all_tags, selected)
         return selected, all_tags

@@ -330,9 +330,18 @@ class MemoryRepository:
 
     # -- listing -----------------------------------------------------------------------------------
 
-    async def tags_list(self) -> list[str]:
-        """Every tag, sorted; empty when the repository does not exist."""
+    async def tags_list(self, *, must_exist: bool = False) -> list[str]:
+        """Every tag, sorted; empty when the repository does not exist (nothing was ever pushed to
+        it), NotFound then with ``must_exist``."""
         await self.registry.before("tags_list", self, "")
+        known = self._name in self.registry.tags or self._name in self.registry.links
+        if must_exist and not known and not self.registry.manifests.get(self._name):
+            raise NotFound(
+                f"repository {self} not found (NAME_UNKNOWN)",
+                registry=self.registry_key,
+                repository=self._name,
+                code="NAME_UNKNOWN",
+            )
         return sorted(self.registry.tags.get(self._name, {}))
 
     async def has_tags(self) -> bool:

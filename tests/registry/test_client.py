@@ -378,6 +378,17 @@ async def test_tags_list_of_unknown_or_empty_repository_is_empty(
     assert await repo_of(fake, transport, name="lib/empty").tags_list() == []
 
 
+async def test_tags_list_that_must_exist_raises_for_an_unknown_repository(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    # How a source is read: a 404 (NAME_UNKNOWN, or an expired token on some registries) must not
+    # read as "no tags", or prune deletes the mirror.
+    with pytest.raises(NotFound, match=r"repository .*/no/such not found \(HTTP 404 NAME_UNKNOWN\)"):
+        await repo_of(fake, transport, name="no/such").tags_list(must_exist=True)
+    fake.tags["lib/empty"] = []
+    assert await repo_of(fake, transport, name="lib/empty").tags_list(must_exist=True) == []
+
+
 async def test_has_tags_asks_for_one_tag(fake: FakeRegistry, transport: Transport) -> None:
     fake.tags["lib/app"] = [f"t{i}" for i in range(7)]
     fake.tags["lib/empty"] = []

@@ -193,6 +193,8 @@ async def test_missing_directory_reads_as_empty_and_is_not_created(tmp_path: Pat
     repo = LayoutRepository(tmp_path / "missing")
     digest = Digest.of(b"nothing")
     assert await repo.tags_list() == []
+    with pytest.raises(NotFound, match="no OCI layout here"):
+        await repo.tags_list(must_exist=True)
     assert await repo.has_tags() is False
     assert await repo.manifest_head("latest") is None
     assert await repo.manifest_head(str(digest)) is None

@@ -85,6 +85,9 @@ async def test_manifest_round_trip_keeps_bytes(repo: MemoryRepository) -> None:
     assert await repo.manifest_head("v2") is None
     assert await repo.tags_list() == ["v1"]
     assert await repo.registry.repository("nothing").tags_list() == []
+    with pytest.raises(NotFound):
+        await repo.registry.repository("nothing").tags_list(must_exist=True)
+    assert await repo.tags_list(must_exist=True) == ["v1"]
 
 
 async def test_manifest_put_by_wrong_digest_is_rejected(repo: MemoryRepository) -> None:

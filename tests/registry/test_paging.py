@@ -74,3 +74,31 @@ async def test_unknown_repository_and_garbage() -> None:
         await names(Scripted({f"{PATH}?n=2": NotFound("no such repository", status=404)}))
     with pytest.raises(ProtocolError, match="not a list"):
         await names(Scripted({f"{PATH}?n=2": "a,b"}))
+
+
+async def test_a_list_cut_short_is_an_error_only_when_it_must_be_complete() -> None:
+    # A Link back to the first page (a loop), and a cap on pages: partial lists, fine for a catalog
+    # hint, never for a source's tags that prune works from.
+    looping = {
+        f"{PATH}?n=2": (["a", "b"], f"{PATH}?n=2&last=b"),
+        f"{PATH}?n=2&last=b": (["c"], f"{PATH}?n=2"),
+    }
+    assert await names(Scripted(looping)) == ["a", "b", "c"]
+    with pytest.raises(ProtocolError, match="read incomplete"):
+        await list_names(
+            cast(RegistryClient, Scripted(looping)), PATH, "tags", scopes=(), page_size=2, complete=True
+        )
+    long = {
+        f"{PATH}?n=2": (["a"], f"{PATH}?p=2"),
+        f"{PATH}?p=2": (["b"], f"{PATH}?p=3"),
+        f"{PATH}?p=3": ["c"],
+    }
+    client = cast(RegistryClient, Scripted(long))
+    assert await list_names(client, PATH, "tags", scopes=(), page_size=2, max_pages=2) == ["a", "b"]
+    with pytest.raises(ProtocolError, match="longer than 2 pages"):
+        await list_names(client, PATH, "tags", scopes=(), page_size=2, max_pages=2, complete=True)
+    assert await list_names(client, PATH, "tags", scopes=(), page_size=2, max_pages=3, complete=True) == [
+        "a",
+        "b",
+        "c",
+    ]

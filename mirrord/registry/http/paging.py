@@ -71,10 +71,13 @@ async def list_names(
     page_size: int = PAGE_SIZE,
     max_pages: int = MAX_PAGES,
     label: str | None = None,
+    complete: bool = False,
 ) -> list[str]:
     """Every name of the paged list at ``path`` (``/v2/<name>/tags/list``, ``/v2/_catalog``) under
     ``key`` (``tags``, ``repositories``), in the registry's order, each once. ``label`` names the
-    list in errors (see :func:`page_names`)."""
+    list in errors (see :func:`page_names`). With ``complete``, a list cut short by ``max_pages`` or
+    by a ``Link`` back to a page already read raises ProtocolError instead of coming back partial
+    (a source's tags, which prune works from)."""
     names: list[str] = []
     seen: set[str] = set()
     asked: int | None = page_size
@@ -101,4 +104,6 @@ async def list_names(
             target = f"{path}?n={asked}&last={quote(page[-1], safe='')}"
         elif not fresh:
             target = None  # a page with nothing new: a registry ignoring last, or the end
+    if complete and target is not None:
+        raise ProtocolError(f"{where}: {key} list longer than {max_pages} pages or looping; read incomplete")
     return names

@@ -231,16 +231,25 @@ class HTTPRepository:
 
     # -- tags and referrers -----------------------------------------------------------------------
 
-    async def tags_list(self) -> list[str]:
+    async def tags_list(self, *, must_exist: bool = False) -> list[str]:
         """Every tag, page by page (see :func:`mirrord.registry.http.paging.list_names`: ``Link``,
-        ``last``, capped ``n``, ``"tags": null``); [] when the repository is unknown."""
+        ``last``, capped ``n``, ``"tags": null``); [] when the repository is unknown (a 404, which
+        some registries also answer for an expired token). With ``must_exist`` (how a source is
+        read) that is NotFound naming the repository, and a list cut short by the page cap or a
+        ``Link`` loop is a ProtocolError: prune must never work from a partial list."""
         try:
             return await list_names(
                 self.client, f"/v2/{self._name}/tags/list", "tags", scopes=self.pull_scopes,
-                repository=self._name,
+                repository=self._name, complete=must_exist,
             )  # fmt: skip
-        except NotFound:
-            return []
+        except NotFound as exc:
+            if not must_exist:
+                return []
+            how = " ".join(x for x in (f"HTTP {exc.status}", exc.code) if x)
+            raise NotFound(
+                f"repository {self} not found ({how})", registry=exc.registry,
+                repository=self._name, status=exc.status, code=exc.code,
+            ) from exc  # fmt: skip
 
     async def has_tags(self) -> bool:
         """One ``GET tags/list?n=1``: True when it names a tag; False for an unknown repository."""

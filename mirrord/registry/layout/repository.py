@@ -252,8 +252,11 @@ class LayoutRepository:
 
     # -- tags and referrers -------------------------------------------------------------------------
 
-    async def tags_list(self) -> list[str]:
-        """The ref names in index.json that are valid tags, once each, in index order."""
+    async def tags_list(self, *, must_exist: bool = False) -> list[str]:
+        """The ref names in index.json that are valid tags, once each, in index order; NotFound with
+        ``must_exist`` when the layout has no index.json."""
+        if must_exist and not await self._io((self._root / _INDEX_FILE).is_file):
+            raise self._error(NotFound, f"no OCI layout here ({_INDEX_FILE} not found)")
         entries = await self._io(self._read_entries)
         names = (ref_name(e) for e in entries)
         return list(dict.fromkeys(n for n in names if n is not None and is_tag(n)))
