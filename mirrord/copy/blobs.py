@@ -39,6 +39,7 @@ from typing import cast
 from mirrord.copy.errors import BlobCopyFailed
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
+from mirrord.copy.reach import Reachability
 from mirrord.core.events import (
     BlobDone,
     BlobOutcome,
@@ -79,8 +80,11 @@ class _Sink:
 class BlobTransfers:
     """The blob side of one engine (one pass): stream slots, claims and the location cache."""
 
-    def __init__(self, *, limits: Limits, events: EventBus, locations: LocationCache) -> None:
+    def __init__(
+        self, *, limits: Limits, events: EventBus, locations: LocationCache, reach: Reachability | None = None
+    ) -> None:
         self.limits = limits
+        self.reach = reach if reach is not None else Reachability()
         self.events = events
         self.locations = locations
         self._slots = asyncio.Semaphore(limits.blob_streams)
@@ -205,13 +209,14 @@ class BlobTransfers:
     async def _deliver(
         self, source: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport, entry: str
     ) -> None:
+        sinks = self._live(sinks, report)
         if not sinks:
             return
         present = await _gather([self._exists(s.repository, blob.digest) for s in sinks])
         for sink, exists in zip(sinks, present, strict=True):
             if exists:
                 self._done(sink, blob, "exists", report, entry)
-        sinks = [s for s, exists in zip(sinks, present, strict=True) if not exists]
+        sinks = self._live([s for s, exists in zip(sinks, present, strict=True) if not exists], report)
         mounted = await _gather([self._mount(source, s, blob.digest) for s in sinks])
         for sink, ok in zip(sinks, mounted, strict=True):
             if ok:
@@ -219,6 +224,17 @@ class BlobTransfers:
         await self._upload(
             source, blob, [s for s, ok in zip(sinks, mounted, strict=True) if not ok], report, entry
         )
+
+    def _live(self, sinks: list[_Sink], report: BlobReport) -> list[_Sink]:
+        """The sinks whose registry this pass has not found unreachable; the others fail at once."""
+        live = []
+        for sink in sinks:
+            down = self.reach.error_for(sink.repository)
+            if down is None:
+                live.append(sink)
+            else:
+                report.failures[sink.index] = down
+        return live
 
     async def _follow(
         self, source: Repository, blob: Descriptor, sink: _Sink, holder: str, report: BlobReport, entry: str
@@ -237,7 +253,8 @@ class BlobTransfers:
         try:
             return await target.blob_head(digest) is not None
         except RegistryError as exc:
-            # A failed HEAD only costs us the shortcut: the upload decides.
+            # A failed HEAD only costs us the shortcut: the upload decides (unless it was unreachable).
+            self.reach.note(exc)
             log.debug("blob HEAD failed", extra={"fields": {"target": str(target), "error": str(exc)}})
             return False
 
@@ -253,6 +270,7 @@ class BlobTransfers:
         try:
             new = not await target.has_tags()
         except RegistryError as exc:
+            self.reach.note(exc)
             log.debug("tag probe failed", extra={"fields": {"target": str(target), "error": str(exc)}})
         finally:
             answer.set_result(new)  # also when cancelled: waiters then fall back to HEADs
@@ -277,6 +295,7 @@ class BlobTransfers:
             result = await sink.repository.blob_mount(digest, holder)
         except RegistryError as exc:
             # Some registries refuse mounts (Harbor answers 401): an upload still works.
+            self.reach.note(exc)
             log.debug(
                 "blob mount failed", extra={"fields": {"target": str(sink.repository), "error": str(exc)}}
             )
@@ -310,6 +329,7 @@ class BlobTransfers:
         from the source. A failed read from such a copy is retried from the source at no cost.
         """
         tries, first = self.limits.blob_retry.tries(), True
+        sinks = self._live(sinks, report)
         while sinks:
             reader, claim = await self._reader(source, blob.digest, first=first)
             try:
@@ -319,6 +339,7 @@ class BlobTransfers:
             retry: list[_Sink] = []
             for sink in sinks:
                 error = errors.get(sink.index)
+                self.reach.note(error)
                 if error is None:
                     self._done(sink, blob, "copied", report, entry)
                 elif reader is not source or (_retryable(error) and not tries.spent):
@@ -329,7 +350,7 @@ class BlobTransfers:
             if retry and reader is source:
                 hint = _retry_after(errors[s.index] for s in retry)
                 await tries.pause(functools.partial(self._retrying, retry), hint)
-            sinks, first = retry, False
+            sinks, first = self._live(retry, report), False
 
     def _retrying(self, sinks: list[_Sink], delay: float) -> None:
         for sink in sinks:
@@ -365,13 +386,14 @@ class BlobTransfers:
     ) -> dict[int, BaseException]:
         """One read of ``reader`` feeding every sink; returns the sinks that failed and why.
         ``count``: add the bytes read to ``report.pulled`` (reads of the source)."""
-        channels = {s.index: _Channel(self.limits.tee_queue) for s in sinks}
+        demand = _Demand(len(sinks))
+        channels = {s.index: _Channel(self.limits.tee_queue, demand) for s in sinks}
         self.events.emit(TransferStarted(str(blob.digest), blob.size))
         ok = False
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = {s.index: group.create_task(_consume(s, blob, channels[s.index])) for s in sinks}
-                read_error = await self._produce(reader, blob, list(channels.values()), report, count)
+                read_error = await self._produce(reader, blob, list(channels.values()), demand, report, count)
             errors = {i: read_error or t.result() for i, t in tasks.items()}
             failed = {i: e for i, e in errors.items() if e is not None}
             ok = not failed
@@ -380,10 +402,20 @@ class BlobTransfers:
             self.events.emit(TransferFinished(str(blob.digest), ok))
 
     async def _produce(
-        self, source: Repository, blob: Descriptor, channels: list[_Channel], report: BlobReport, count: bool
+        self,
+        source: Repository,
+        blob: Descriptor,
+        channels: list[_Channel],
+        demand: _Demand,
+        report: BlobReport,
+        count: bool,
     ) -> BaseException | None:
-        """Read ``source`` once, verifying as it streams; the error that failed it, or None."""
+        """Read ``source`` once, verifying as it streams; the error that failed it, or None. The read
+        starts only once a target asked for the first chunk (its upload session is open): a target
+        that cannot take the blob costs the source nothing."""
         verifier = _Verifier(source, blob)
+        if not await demand.wanted():
+            return None  # every target stopped before asking: their errors tell why
         try:
             held: bytes | None = None
             async with source.blob_open(blob.digest) as stream:
@@ -442,12 +474,39 @@ class _Verifier:
         )
 
 
+class _Demand:
+    """Whether any consumer of one read asked for a chunk yet (then its upload is under way), shared
+    by the read's channels: the producer waits for it before opening the read."""
+
+    def __init__(self, consumers: int) -> None:
+        self._event = asyncio.Event()
+        self._asked = False
+        self._open = consumers
+
+    def ask(self) -> None:
+        """A consumer wants its first chunk."""
+        self._asked = True
+        self._event.set()
+
+    def stop(self) -> None:
+        """A consumer stopped (done or failed) without needing more."""
+        self._open -= 1
+        if self._open <= 0:
+            self._event.set()
+
+    async def wanted(self) -> bool:
+        """Wait until a consumer asks (True) or every consumer stopped without asking (False)."""
+        await self._event.wait()
+        return self._asked
+
+
 class _Channel:
     """A bounded queue of chunks from the producer to one target's ``blob_put``."""
 
-    def __init__(self, maxsize: int) -> None:
+    def __init__(self, maxsize: int, demand: _Demand | None = None) -> None:
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize)
         self._error: BaseException | None = None
+        self._demand = demand if demand is not None else _Demand(1)
         self.closed = False
 
     async def put(self, chunk: bytes) -> bool:
@@ -471,6 +530,8 @@ class _Channel:
 
     def close(self) -> None:
         """The consumer stopped: unblock the producer and drop what is queued."""
+        if not self.closed:
+            self._demand.stop()
         self.closed = True
         while not self._queue.empty():
             self._queue.get_nowait()
@@ -481,6 +542,7 @@ class _Channel:
 
     async def next_chunk(self) -> bytes:
         """The next chunk; StopAsyncIteration once the producer finished (after verifying)."""
+        self._demand.ask()
         while True:
             self._raise_if_failed()
             item = await self._queue.get()

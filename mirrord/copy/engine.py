@@ -58,6 +58,7 @@ from mirrord.copy.planner import (
     build_plan,
     select_children,
 )
+from mirrord.copy.reach import Reachability
 from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
 from mirrord.core.events import (
     EventBus,
@@ -166,7 +167,10 @@ class CopyEngine:
         self.conversions = conversions if conversions is not None else ConversionMap()
         self._spool_dir = spool_dir
         self._recoder: LayerRecoder | None = None
-        self._blobs = BlobTransfers(limits=limits, events=self.events, locations=self.locations)
+        self.reach = Reachability()
+        self._blobs = BlobTransfers(
+            limits=limits, events=self.events, locations=self.locations, reach=self.reach
+        )
         self._checks = asyncio.Semaphore(limits.checks)
         self._images = asyncio.Semaphore(limits.images)
         self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
@@ -215,6 +219,7 @@ class CopyEngine:
         except ImageRefused as exc:
             return self._rejected(image, str(exc))
         except Exception as exc:
+            self.reach.note(exc)
             return self._failed(image, describe(exc), exc)
         if image.errors:
             return self._failed(image, "; ".join(image.errors))
@@ -297,20 +302,38 @@ class CopyEngine:
 
     async def _copy_image(self, image: _Image) -> Literal["copied", "unchanged"]:
         request = image.request
-        stale = list(range(len(request.targets)))
+        stale = self._reachable(image, range(len(request.targets)))
         if not request.force:
-            image.source_digest, states = await check_targets(request)
+            down = set(image.failures)
+            image.source_digest, states = await check_targets(request, skip=down, on_error=self.reach.note)
             for i, state in enumerate(states):
                 if state is not None:
                     image.target_digests[str(request.targets[i].repository)] = state
-            stale = [i for i, state in enumerate(states) if state is None]
+            stale = self._reachable(image, [i for i in stale if states[i] is None])
             if not stale:
-                return "unchanged"
+                return "unchanged"  # or failed: copy() reports the targets found unreachable
+        elif not stale:
+            return "unchanged"
         async with self._images:
             slot = _check_slot.get()
             if slot is not None:
                 slot.release()  # copying now: the next image's check may start meanwhile
             return await self._copy_stale(image, stale)
+
+    def _reachable(self, image: _Image, indexes: Iterable[int]) -> list[int]:
+        """The targets among ``indexes`` whose registry this pass has not found unreachable; the
+        others fail at once with the summarised error. Raises when the source's registry is down."""
+        source_down = self.reach.error_for(image.request.source)
+        if source_down is not None:
+            raise source_down
+        live = []
+        for i in indexes:
+            down = self.reach.error_for(image.request.targets[i].repository)
+            if down is None:
+                live.append(i)
+            else:
+                image.fail(i, describe(down))
+        return live
 
     async def _copy_stale(self, image: _Image, stale: list[int]) -> Literal["copied"]:
         plan = await self._plan(image)
@@ -467,6 +490,7 @@ class CopyEngine:
             self._blobs.release()
         image.bytes += report.pulled
         for index, error in report.failures.items():
+            self.reach.note(error)
             where = f"blob {blob.digest} to {repositories[index]}"
             log_unexpected(log, error, where, entry=image.request.entry, image=image.display)
             image.fail(stale[index], f"{where}: {describe(error)}")
@@ -528,6 +552,7 @@ class CopyEngine:
             root_reference = target.tag if target.tag is not None else str(plan.root.digest)
             await self._put(image, target.repository, root_reference, plan.root)
         except Exception as exc:
+            self.reach.note(exc)
             where = f"manifests to {target.repository}"
             log_unexpected(log, exc, where, entry=image.request.entry, image=image.display)
             image.fail(index, f"{where}: {describe(exc)}")

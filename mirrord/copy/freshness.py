@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from mirrord.copy.convert import SOURCE_TRANSFORM_ANNOTATION
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION, platforms_text
@@ -18,16 +18,22 @@ from mirrord.registry.errors import NotFound, RegistryError
 log = logging.getLogger(__name__)
 
 
-async def check_targets(request: CopyRequest) -> tuple[Digest, list[Digest | None]]:
+async def check_targets(
+    request: CopyRequest,
+    *,
+    skip: Collection[int] = (),
+    on_error: Callable[[BaseException], None] | None = None,
+) -> tuple[Digest, list[Digest | None]]:
     """The source digest, and per target the digest there when it is up to date (else None).
     Raises RegistryError (NotFound when the source reference does not exist).
 
     A target with a tag is HEADed at the same time as the source (one round trip, not two); one
-    without a tag is looked up by the source digest, so after it."""
+    without a tag is looked up by the source digest, so after it. Targets whose index is in ``skip``
+    are not asked (None); ``on_error`` hears every target error that reads as "not up to date"."""
     by_tag = {
         i: asyncio.create_task(t.repository.manifest_head(t.tag))
         for i, t in enumerate(request.targets)
-        if t.tag is not None
+        if t.tag is not None and i not in skip
     }
     try:
         source_digest = await source_digest_of(request)
@@ -39,11 +45,12 @@ async def check_targets(request: CopyRequest) -> tuple[Digest, list[Digest | Non
     if len(request.targets) == 1:  # the usual case: no task group, no task, for one coroutine
         return source_digest, [await target_state(request.targets[0], source_digest, request, by_tag.get(0))]
     async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(target_state(t, source_digest, request, by_tag.get(i)))
+        tasks = {
+            i: group.create_task(target_state(t, source_digest, request, by_tag.get(i), on_error))
             for i, t in enumerate(request.targets)
-        ]
-    return source_digest, [t.result() for t in tasks]
+            if i not in skip
+        }
+    return source_digest, [tasks[i].result() if i in tasks else None for i in range(len(request.targets))]
 
 
 async def source_digest_of(request: CopyRequest) -> Digest:
@@ -66,10 +73,11 @@ async def target_state(
     source_digest: Digest,
     request: CopyRequest,
     head_under_way: asyncio.Task[Descriptor | None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> Digest | None:
     """The digest at ``target`` when it is up to date with ``source_digest``, else None (also when
-    the target cannot be read: the copy will meet the same problem and report it).
-    ``head_under_way``: the target's HEAD, already sent."""
+    the target cannot be read: the copy will meet the same problem and report it; ``on_error``
+    hears why). ``head_under_way``: the target's HEAD, already sent."""
     try:
         if head_under_way is not None:
             head = await head_under_way
@@ -85,6 +93,8 @@ async def target_state(
         log.debug(
             "target check failed", extra={"fields": {"target": str(target.repository), "error": str(exc)}}
         )
+        if on_error is not None:
+            on_error(exc)
         return None
 
 

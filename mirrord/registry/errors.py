@@ -8,7 +8,8 @@ in exactly one function (:func:`mirrord.registry.http.client.error_from_response
     ├── RateLimited               429 TOOMANYREQUESTS
     ├── ServerError               5xx
     ├── RequestRejected           any other 4xx (MANIFEST_INVALID, DIGEST_INVALID, SIZE_INVALID, ...)
-    ├── TransportError            connection refused/reset, TLS failure, timeout, stalled transfer
+    ├── TransportError            connection reset, timeout, stalled transfer (retried)
+    │   └── Unreachable           connection refused, DNS or TLS failure (not retried)
     ├── DigestMismatch            content did not match its digest or size
     └── ProtocolError             a response that breaks the protocol (bad header, bad JSON)
 
@@ -78,6 +79,17 @@ class TransportError(RegistryError):
     """The connection failed, timed out or stalled."""
 
     retryable = True
+
+
+class Unreachable(TransportError):
+    """The registry cannot be reached at all: connection refused, name not resolved, no route, TLS
+    handshake or certificate refused. Unlike a reset mid-body, repeating the request within the
+    pass does not help, so it is not retried, and a pass fails every image needing that registry
+    with this one error (see :mod:`mirrord.copy.reach`). ``reason`` is the network's word alone
+    (``cannot connect (Connection refused)``), without the request."""
+
+    retryable = False
+    reason: str = ""
 
 
 class DigestMismatch(RegistryError):

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 
 from mirrord.core.events import (
     BytesTransferred,
@@ -30,11 +32,12 @@ from mirrord.registry.errors import (
     RequestRejected,
     ServerError,
     TransportError,
+    Unreachable,
 )
 from mirrord.registry.http.client import RegistryClient
 from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.http.retry import RetryPolicy
-from mirrord.registry.http.transport import Transport
+from mirrord.registry.http.transport import Transport, network_error
 from mirrord.registry.http.upload import HTTPUploadSession
 
 from .fakeregistry import FakeRegistry, Seen, data_server, dumps, running
@@ -543,6 +546,38 @@ async def test_connection_refused_is_a_transport_error(transport: Transport) -> 
         await repo_of(fake, transport).blob_head(Digest.of(b""))
     assert caught.value.registry == "127.0.0.1:9"
     assert caught.value.repository == "lib/app"
+
+
+async def test_connection_refused_is_unreachable_and_not_retried(
+    transport: Transport, events: list[Event]
+) -> None:
+    fake = FakeRegistry(host="127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(Unreachable, match="cannot connect") as caught:
+        await repo_of(fake, transport).tags_list()
+    assert caught.value.retryable is False
+    assert not [e for e in events if isinstance(e, RetryScheduled)]
+    assert len([e for e in events if isinstance(e, HttpRequestDone)]) == 1
+
+
+_KEY = ConnectionKey("h", 1, False, True, None, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("error", "unreachable"),
+    [
+        (aiohttp.ClientConnectorError(_KEY, OSError(111, "Connection refused")), True),
+        (aiohttp.ClientConnectorDNSError(_KEY, OSError(-2, "Name or service not known")), True),
+        (aiohttp.ServerDisconnectedError(), False),
+        (aiohttp.ClientPayloadError("broken"), False),
+        (TimeoutError(), False),
+        (ConnectionResetError(104, "reset"), False),
+    ],
+)
+def test_network_errors_are_classified_in_one_place(error: BaseException, unreachable: bool) -> None:
+    mapped = network_error(error, "GET h:1", registry="h:1")
+    assert isinstance(mapped, Unreachable) is unreachable
+    assert mapped.retryable is not unreachable
+    assert mapped.registry == "h:1"
 
 
 def test_blob_digest_helper_is_sha256() -> None:

@@ -33,7 +33,7 @@ from yarl import URL
 
 from mirrord import __version__
 from mirrord.core.events import Event, EventBus, HttpRequestDone, RateLimitObserved
-from mirrord.registry.errors import TransportError
+from mirrord.registry.errors import TransportError, Unreachable
 from mirrord.registry.http.adaptive import AdaptiveConcurrency, QuotaPacer
 from mirrord.registry.http.retry import parse_ratelimit_remaining, parse_ratelimit_window
 from mirrord.registry.settings import RegistrySettings, TLSSettings
@@ -57,14 +57,21 @@ def network_error(
     repository: str | None = None,
     reference: str | None = None,
 ) -> TransportError:
-    """The one mapping of a network failure to the error tree: a (retryable) TransportError
+    """The one mapping of a network failure to the error tree: a TransportError
     ``"<place>: <what failed>[ <detail>]"``, chained to ``exc``. ``exc`` None means the connection
-    ended cleanly before the body did. Messages never carry a header, URL query or secret."""
+    ended cleanly before the body did. Messages never carry a header, URL query or secret.
+
+    A connection that could not be made at all (refused, DNS, no route, TLS handshake or
+    certificate: aiohttp's ClientConnectorError) is :class:`Unreachable`, which is not retried;
+    anything else (reset, timeout, a broken body) a retryable TransportError."""
     what = describe_network_error(exc) if exc is not None else "connection closed early"
-    error = TransportError(
+    cls = Unreachable if isinstance(exc, aiohttp.ClientConnectorError) else TransportError
+    error = cls(
         f"{place}: {what}{' ' + detail if detail else ''}",
         registry=registry, repository=repository, reference=reference,
     )  # fmt: skip
+    if isinstance(error, Unreachable):
+        error.reason = what
     error.__cause__ = exc
     return error
 
