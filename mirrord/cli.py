@@ -214,6 +214,7 @@ async def _sync(args: argparse.Namespace) -> int:
     from mirrord.cliutil.checks import check_plan_layouts, check_report_path, check_state_dir, select_entries
     from mirrord.registry.hub import Registries
     from mirrord.sync import SyncRunner, open_location_cache, shard_entries
+    from mirrord.sync.interrupt import EXIT_INTERRUPTED, StopOnSignal, interrupted_line
 
     check_report_path(args.report)
     check_state_dir(args.state_dir)
@@ -233,17 +234,22 @@ async def _sync(args: argparse.Namespace) -> int:
         async with Registries(plan.registries, events=bus) as registries:
             locations = open_location_cache(args.state_dir)
             runner = SyncRunner(plan, registries, events=bus, locations=locations, trust=trust, shard=shard)
-            reports = await runner.run_pass(entries, dry_run=args.dry_run)
+            with StopOnSignal(runner) as stop:
+                reports = await runner.run_pass(entries, dry_run=args.dry_run)
     if args.report:
-        _write_report(args.report, reports)
+        _write_report(args.report, reports, interrupted=stop.signal is not None)
     _print_summary(reports, dry_run=args.dry_run)
+    if stop.signal is not None:
+        print(f"mirrord: {interrupted_line(stop.signal, reports, args.report)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     failed = any(not r.ok for r in reports)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _write_report(path: str, reports: Sequence[Any]) -> None:
+def _write_report(path: str, reports: Sequence[Any], *, interrupted: bool = False) -> None:
     body = {
         "version": __version__,
+        "interrupted": interrupted,
         "entries": [
             {"entry": r.entry, "ok": r.ok, "error": r.error, "started": r.started, "finished": r.finished}
             | ({} if r.repositories is None else {"repositories": r.repositories})

@@ -175,6 +175,8 @@ class CopyEngine:
         self._images = asyncio.Semaphore(limits.images)
         self._manifest_slots = asyncio.Semaphore(limits.manifest_requests)
         self._artifacts = Artifacts(self._copy_quiet)
+        self.stopping = False
+        self._running: set[asyncio.Task[object]] = set()
 
     @property
     def recoder(self) -> LayerRecoder:
@@ -242,6 +244,17 @@ class CopyEngine:
         source reference does not exist)."""
         source_digest, states = await check_targets(request)
         return all(state is not None for state in states), source_digest
+
+    def stop(self) -> None:
+        """Start no new image and cancel those in flight (a SIGINT/SIGTERM): :meth:`copy_many`
+        still returns, with those images ``failed`` as ``interrupted``. Cancelled uploads are
+        cancelled at their registry (``DELETE`` of the session); a tag is never left pointing at
+        content that did not all arrive, as manifests go last."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for task in self._running:
+            task.cancel()
 
     # -- one image -----------------------------------------------------------------------------------
 
@@ -588,9 +601,21 @@ class CopyEngine:
         """``copy`` holding a check slot until the image's unchanged check is over."""
         slot = _CheckSlot(self._checks)
         token = _check_slot.set(slot)
+        task = asyncio.current_task()
         try:
-            return await self.copy(request)
+            if self.stopping or task is None:
+                return _interrupted(request)
+            self._running.add(task)
+            try:
+                return await self.copy(request)
+            except asyncio.CancelledError:
+                # Ours (stop()) becomes a result; anyone else's cancellation goes on.
+                if not self.stopping or task.uncancel() > 0:
+                    raise
+                return _interrupted(request)
         finally:
+            if task is not None:
+                self._running.discard(task)
             slot.release()
             _check_slot.reset(token)
 
@@ -607,6 +632,14 @@ class CopyEngine:
         except OSError as exc:
             # Only a hint for later passes: losing it costs uploads, not correctness.
             log.warning("location cache not saved", extra={"fields": {"error": str(exc)}})
+
+
+INTERRUPTED = "interrupted"
+
+
+def _interrupted(request: CopyRequest) -> CopyResult:
+    """The result of an image that :meth:`CopyEngine.stop` did not let start or finish."""
+    return _Image(request, display(request)).result("failed", INTERRUPTED)
 
 
 def describe(error: BaseException) -> str:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from mirrord.copy.conversions import ConversionMap
-from mirrord.copy.engine import CopyEngine, CopyRequest, Target
+from mirrord.copy.engine import INTERRUPTED, CopyEngine, CopyRequest, Target
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
 from mirrord.core.events import EventBus
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 class UnsupportedTarget(Exception):
     """A target option that this version cannot honour yet."""
+
+
+class Interrupted(Exception):
+    """The pass was interrupted before this entry started copying."""
 
 
 class SyncRunner:
@@ -72,6 +76,16 @@ class SyncRunner:
         self.limits = limits or Limits()
         self.locations = locations
         self.conversions = conversions if conversions is not None else conversions_beside(locations)
+        self.interrupted = False
+        self._engines: set[CopyEngine] = set()
+
+    def interrupt(self) -> None:
+        """Stop the pass under way (SIGINT/SIGTERM): nothing new starts, no prune runs, copies in
+        flight are cancelled with their uploads; :meth:`run_pass` still returns every entry's
+        report, the cut-short images failed as ``interrupted``."""
+        self.interrupted = True
+        for engine in list(self._engines):
+            engine.stop()
 
     def carry_over(self, previous: SyncRunner) -> None:
         """Keep what ``previous`` (the runner of the plan before a reload) meant to look at again."""
@@ -90,8 +104,12 @@ class SyncRunner:
         or an entry: an entry's failure, expected or not, is its report's ``error``."""
         chosen = list(entries) if entries is not None else list(self.plan.entries)
         engine = self.new_engine()
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self.run_entry(e, engine, dry_run=dry_run)) for e in chosen]
+        self._engines.add(engine)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.run_entry(e, engine, dry_run=dry_run)) for e in chosen]
+        finally:
+            self._engines.discard(engine)
         return [t.result() for t in tasks]
 
     async def run_entry(self, entry: Entry, engine: CopyEngine, *, dry_run: bool = False) -> EntryReport:
@@ -108,16 +126,18 @@ class SyncRunner:
             source, source_text = await self._resolve_source(entry)
             versions, all_tags = await self._select_versions(entry, source)
             targets = [(t, self._open_target(t)) for t in entry.targets]
+            if engine.stopping:
+                raise Interrupted(INTERRUPTED)
             if dry_run:
                 report.images = await self._dry_run(entry, engine, source, source_text, versions, targets)
             else:
                 report.images = await self._copy(entry, engine, source, source_text, versions, targets)
-            if prune_allowed(all_tags, entry):
+            if prune_allowed(all_tags, entry) and not engine.stopping:
                 report.images += await self._prune(entry, targets, all_tags, dry_run=dry_run)
         except RegistryError as exc:
             report.error = str(exc)
             log.error("entry failed", extra={"fields": {"entry": entry.name, "error": str(exc)}})
-        except UnsupportedTarget as exc:
+        except (UnsupportedTarget, Interrupted) as exc:
             report.error = str(exc)
         except Exception as exc:  # a bug must not cancel the pass's other entries (they share a group)
             report.error = f"unexpected error: {type(exc).__name__}: {exc}"
@@ -300,6 +320,8 @@ class SyncRunner:
                 continue
             digests = await _tag_digests(repo, target_tags)
             for tag in doomed:
+                if self.interrupted:
+                    break
                 reports.append(await self._prune_tag(entry, cfg, repo, tag, digests, dry_run))
         return reports
 

@@ -3,8 +3,9 @@ verification, the PATCH retry and the abandon be checked without a client, a tra
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,9 @@ class FakeSession:
 
     def emit_retry(self, reason: str, delay: float) -> None:
         self.retries.append(reason)
+
+    def cleanup(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return asyncio.ensure_future(work)
 
     async def _send(self, method: str, target: str, headers: Mapping[str, str] | None, data: Any) -> Any:
         sent = Sent(method, target, dict(headers or {}), b"")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -229,6 +229,10 @@ class RegistryClient:
     def emit_retry(self, reason: str, delay: float) -> None:
         """Report a retry (also used by blob streams resuming a download)."""
         self.transport.emit(RetryScheduled(self.host, reason, delay))
+
+    def cleanup(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a cleanup of the transport (:meth:`Transport.cleanup`)."""
+        return self.transport.cleanup(work)
 
     # -- credentials ------------------------------------------------------------------------------
 

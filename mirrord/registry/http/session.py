@@ -11,7 +11,8 @@ modules imports the client or the repository: the dependencies point one way.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import asyncio
+from collections.abc import Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -117,6 +118,11 @@ class HTTPSession(Protocol):
 
     def emit_retry(self, reason: str, delay: float) -> None:
         """Report a retry with ``reason`` after ``delay`` seconds (``mirrord_retries_total``)."""
+        ...
+
+    def cleanup(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` (cancelling an abandoned upload session) as a task that cancelling the caller
+        does not stop and that closing the transport waits for."""
         ...
 
     async def fetch(

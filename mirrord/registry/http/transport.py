@@ -20,11 +20,12 @@ block :func:`network_errors_as_transport`), wherever in the registry layer it is
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -43,6 +44,9 @@ DEFAULT_READ_TIMEOUT = 60.0
 USER_AGENT = f"mirrord/{__version__}"
 #: Socket read buffer per response: large reads keep per-chunk overhead low on fast links.
 READ_BUFFER = 1024 * 1024
+
+#: How long closing a transport waits for its cleanups (cancelled upload sessions) to be sent.
+CLEANUP_TIMEOUT = 10.0
 
 #: aiohttp exceptions that mean "the network failed", as opposed to a programming error.
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
@@ -205,6 +209,16 @@ class Transport:
         self._limits: dict[str, HostLimits] = {}
         self._ssl: dict[TLSSettings, ssl.SSLContext] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    def cleanup(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` (cancelling an abandoned upload session, say) as a task that cancelling its
+        caller does not stop, and that closing the transport waits for (up to CLEANUP_TIMEOUT), so
+        an interrupted run still sends it."""
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+        return task
 
     async def __aenter__(self) -> Transport:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
@@ -220,6 +234,8 @@ class Transport:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        if self._cleanups:
+            await asyncio.wait(set(self._cleanups), timeout=CLEANUP_TIMEOUT)
         if self._session is not None:
             await self._session.close()
             self._session = None

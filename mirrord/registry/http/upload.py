@@ -218,7 +218,7 @@ async def put_blob(
     so the caller retries the whole blob.
     """
     handed_over = isinstance(upload, HTTPUploadSession)
-    session = upload if isinstance(upload, HTTPUploadSession) else await start_upload(http, address)
+    session = upload if isinstance(upload, HTTPUploadSession) else await _open_session(http, address)
     guard = StallGuard(stall_seconds(http))
     body = VerifyingBody(chunks, digest, size, http, address, guard)
     chunk_size = http.settings.chunk_size
@@ -407,8 +407,30 @@ def upload_offset(range_header: str | None) -> int | None:
     return 0 if last == 0 else last + 1
 
 
+async def _open_session(http: HTTPSession, address: RepositoryAddress) -> HTTPUploadSession:
+    """:func:`start_upload`, finished even when we are cancelled meanwhile: the registry may have
+    opened the session already, so it is then cancelled in the background instead of left behind."""
+    opening = asyncio.ensure_future(start_upload(http, address))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        http.cleanup(_abandon_when_open(http, address, opening))
+        raise
+
+
+async def _abandon_when_open(
+    http: HTTPSession, address: RepositoryAddress, opening: asyncio.Future[HTTPUploadSession]
+) -> None:
+    try:
+        session = await opening
+    except Exception:  # no session was opened: nothing to cancel
+        return
+    await _abandon(http, address, session)
+
+
 async def _abandon(http: HTTPSession, address: RepositoryAddress, session: HTTPUploadSession) -> None:
-    """Cancel the upload, best effort: shielded from our own cancellation, bounded in time."""
+    """Cancel the upload, best effort: shielded from our own cancellation, bounded in time, and
+    waited for when the transport closes."""
 
     async def cancel() -> None:
         await http.fetch(
@@ -419,7 +441,12 @@ async def _abandon(http: HTTPSession, address: RepositoryAddress, session: HTTPU
             repository=address.name,
         )
 
-    try:
-        await asyncio.wait_for(asyncio.shield(cancel()), ABANDON_TIMEOUT)
-    except Exception as exc:  # it is only cleanup; the original error matters
-        log.debug("could not cancel upload %s of %s: %s", session.location, address, type(exc).__name__)
+    async def bounded() -> None:
+        try:
+            await asyncio.wait_for(cancel(), ABANDON_TIMEOUT)
+        except Exception as exc:  # it is only cleanup; the original error matters
+            log.debug("could not cancel upload %s of %s: %s", session.location, address, type(exc).__name__)
+
+    # A cleanup of the transport: a second cancellation of ours (a task group tearing down) neither
+    # stops it nor loses it, and closing the transport waits for it.
+    await asyncio.shield(http.cleanup(bounded()))
