@@ -272,6 +272,8 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
             print(f"{r.entry}: {len(r.repositories)} repositories: {' '.join(r.repositories)}")
         for i in r.images:
             line = f"{r.entry}: {i.result:<10} {i.source}"
+            if i.target:
+                line += f" -> {i.target}" + (f" ({i.bytes} bytes)" if i.result == "would-copy" else "")
             if i.source_digest:
                 line += f" {i.source_digest}"
             if i.error:

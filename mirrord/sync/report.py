@@ -8,7 +8,12 @@ from typing import Any, Literal
 from mirrord.copy.engine import CopyResult
 from mirrord.oci import name_with_reference
 
-Result = Literal["copied", "unchanged", "failed", "rejected", "would-copy", "pruned", "would-prune"]
+Result = Literal[
+    "copied", "unchanged", "failed", "rejected", "would-copy", "pruned", "would-prune", "missing", "refused"
+]
+#: Results that make an entry (and the exit status) fail: ``rejected`` by the signature policy;
+#: ``missing`` and ``refused`` are what a dry run finds where the real pass would fail.
+FAILED_RESULTS = frozenset({"failed", "rejected", "missing", "refused"})
 
 
 @dataclass(slots=True)
@@ -25,6 +30,8 @@ class ImageReport:
     error: str | None = None
     artifacts: list[str] = field(default_factory=list)
     dropped_signatures: list[dict[str, str]] = field(default_factory=list)
+    #: The one target a dry-run row is about (None: every target, or the source itself).
+    target: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``--report`` (no secrets: references and digests only).
@@ -53,8 +60,9 @@ class EntryReport:
 
     @property
     def ok(self) -> bool:
-        """True when the entry resolved and no image failed or was rejected (by the policy)."""
-        return self.error is None and all(i.result not in ("failed", "rejected") for i in self.images)
+        """True when the entry resolved and no image failed, was rejected (by the policy) or, in a
+        dry run, was found missing or refused."""
+        return self.error is None and all(i.result not in FAILED_RESULTS for i in self.images)
 
     def count(self, result: Result) -> int:
         """How many images ended with ``result``."""

@@ -23,10 +23,11 @@ from mirrord.oci.convert import unsupported_transform
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
+from mirrord.sync.dryrun import dry_run
 from mirrord.sync.expand import run_pattern
 from mirrord.sync.hints import add_missing_tag_hints, warn_if_nothing_selected
 from mirrord.sync.prune import prune_allowed
-from mirrord.sync.report import EntryReport, ImageReport, display, image_report
+from mirrord.sync.report import EntryReport, ImageReport, image_report
 from mirrord.sync.state import conversions_beside
 from mirrord.sync.trust import Trust, open_trust
 
@@ -287,19 +288,10 @@ class SyncRunner:
         versions: list[str],
         targets: Sequence[tuple[TargetConfig, Repository]],
     ) -> list[ImageReport]:
-        """HEAD-only comparison: what a real pass would copy. Writes nothing."""
-        reports = []
-        for request, version in zip(self._requests(entry, source, versions, targets), versions, strict=True):
-            unchanged, digest = await engine.is_unchanged(request)
-            reports.append(
-                ImageReport(
-                    entry=entry.name,
-                    source=display(source_text, version),
-                    result="unchanged" if unchanged else "would-copy",
-                    source_digest=str(digest) if digest else None,
-                )
-            )
-        return reports
+        """The checks of a real pass, per tag and target (:mod:`mirrord.sync.dryrun`). Writes nothing."""
+        return await dry_run(
+            entry.name, source_text, self._requests(entry, source, versions, targets), versions
+        )
 
     async def _prune(
         self,
