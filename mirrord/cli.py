@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("-c", "--config", default=None, help="plan whose registries: settings to use")
     copy.add_argument("--no-progress", action="store_true", help="no progress bars on a terminal")
+    copy.add_argument(
+        "--format",
+        choices=["keep", "oci", "docker"],
+        help="convert manifests and lists (default: oci for an oci: destination, else keep)",
+    )
+    copy.add_argument(
+        "--compression", choices=["keep", "zstd", "gzip"], default="keep", help="recompress layers"
+    )
 
     keygen = sub.add_parser("keygen", help="write a cosign key pair PREFIX.key (encrypted) and PREFIX.pub")
     keygen.add_argument("prefix", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
@@ -292,6 +300,7 @@ async def _copy(args: argparse.Namespace) -> int:
     from mirrord.cliutil.diagnose import explain_copy_failure
     from mirrord.copy.engine import CopyEngine, CopyRequest, Target
     from mirrord.oci import OCIError, Platform, is_digest
+    from mirrord.oci.convert import Format
     from mirrord.registry.hub import Registries
 
     args.source, args.destination = image_reference(args.source), image_reference(args.destination)
@@ -315,10 +324,11 @@ async def _copy(args: argparse.Namespace) -> int:
                 return EXIT_INVALID
             version = version or "latest"
             tag = target_version or (None if is_digest(version) else version)
+            fmt: Format = args.format or ("oci" if args.destination.startswith("oci:") else "keep")
             request = CopyRequest(
                 source=source,
                 reference=version,
-                targets=(Target(repository=target, tag=tag),),
+                targets=(Target(repository=target, tag=tag, format=fmt, compression=args.compression),),
                 platforms=platforms,
                 force=True,
             )
@@ -329,7 +339,7 @@ async def _copy(args: argparse.Namespace) -> int:
     for old, new in result.digest_map.items():
         print(f"rewritten {old} -> {new}")
     for name, digest in result.target_digests.items():
-        print(f"{name} {digest}")
+        print(f"{name} {digest} (format {fmt}, compression {args.compression})")
     return EXIT_OK
 
 

@@ -32,6 +32,8 @@ class ImageReport:
     dropped_signatures: list[dict[str, str]] = field(default_factory=list)
     #: The one target a dry-run row is about (None: every target, or the source itself).
     target: str | None = None
+    #: Per target, the format and compression it was written with (``oci+keep``; ``keep`` is as is).
+    formats: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``--report`` (no secrets: references and digests only).

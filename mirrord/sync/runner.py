@@ -276,6 +276,9 @@ class SyncRunner:
         reports = [
             image_report(entry.name, source_text, v, r) for v, r in zip(versions, results, strict=True)
         ]
+        formats = {str(repo): f"{cfg.format}+{cfg.compression}" for cfg, repo in targets}
+        for row in reports:
+            row.formats = formats
         await add_missing_tag_hints(source, versions, reports)
         return reports
 
