@@ -51,7 +51,7 @@ class Reachability:
         if first is None:
             return None
         return Unreachable(
-            f"{repository.registry_key} unreachable ({first}); not tried again in this pass",
+            f"{repository.registry_key} unreachable: {first.reason or first}; not tried again in this pass",
             registry=repository.registry_key,
             repository=repository.name,
         )

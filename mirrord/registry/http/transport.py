@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import ssl
 import time
@@ -105,7 +106,11 @@ def describe_network_error(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS handshake failed ({type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+        number = exc.os_error.errno
+        # asyncio words a refused connection as "Connect call failed ('127.0.0.1', 5000)"; the errno
+        # says it plainly.
+        said = os.strerror(number) if isinstance(number, int) and number > 0 else exc.os_error.strerror
+        return f"cannot connect ({said or type(exc.os_error).__name__})"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "connection broke while reading the body"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
