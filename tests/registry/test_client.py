@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -567,6 +568,8 @@ _KEY = ConnectionKey("h", 1, False, True, None, None, None, None)
     [
         (aiohttp.ClientConnectorError(_KEY, OSError(111, "Connection refused")), True),
         (aiohttp.ClientConnectorDNSError(_KEY, OSError(-2, "Name or service not known")), True),
+        (aiohttp.ClientConnectorCertificateError(_KEY, ssl.SSLCertVerificationError(1, "unknown CA")), True),
+        (aiohttp.ClientConnectorSSLError(_KEY, ssl.SSLError(1, "handshake failure")), True),
         (aiohttp.ServerDisconnectedError(), False),
         (aiohttp.ClientPayloadError("broken"), False),
         (TimeoutError(), False),
