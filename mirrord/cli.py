@@ -291,6 +291,9 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
     for r in reports:
         for i in r.images:
             counts[i.result] = counts.get(i.result, 0) + 1
+    entries_failed = sum(1 for r in reports if r.error)
+    if entries_failed:  # an entry that failed before its images is not "nothing to do"
+        counts[f"entr{'ies' if entries_failed > 1 else 'y'} failed"] = entries_failed
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to do"
     print(("dry run: " if dry_run else "") + summary)
 

@@ -59,6 +59,7 @@ async def test_a_mistyped_source_with_prune_keeps_every_mirrored_tag(
         missing = f"{plain_registry.host}/{unique_repo}/aap"
         line = f"app: FAILED: repository {missing} not found (HTTP 404 NAME_UNKNOWN)"
         assert line in result.stdout.splitlines(), result.stdout
+        assert result.stdout.splitlines()[-1].endswith("1 entry failed"), result.stdout
         assert [r for r in read_report(tmp_path / "r.json") if "prune" in r["result"]] == []
         entries = json.loads((tmp_path / "r.json").read_text())["entries"]
         assert [(e["entry"], e["ok"]) for e in entries] == [("app", False)]
