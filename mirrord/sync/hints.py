@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from mirrord.plan import Entry
 from mirrord.plan.tags import sort_tags
 from mirrord.registry.base import Repository
-from mirrord.registry.errors import RegistryError
+from mirrord.registry.errors import NotFound, RegistryError
 from mirrord.sync.report import ImageReport
 
 log = logging.getLogger("mirrord.sync")
@@ -52,13 +52,16 @@ async def missing_tags(source: Repository, references: Sequence[str]) -> tuple[s
     """Which of ``references`` are tags ``source`` does not have, and its tags, newest first.
 
     Digests are never reported missing (there is no list of digests to offer). When the tag list
-    cannot be read, nothing is reported. One tag-list read; call it on failure paths only.
+    cannot be read, nothing is reported; when the repository itself does not exist (a typo), NotFound
+    naming it is raised. One tag-list read; call it on failure paths only.
     """
     tags = [r for r in references if ":" not in r]
     if not tags:
         return set(), []
     try:
-        present = await source.tags_list()
+        present = await source.tags_list(must_exist=True)
+    except NotFound:
+        raise
     except RegistryError:
         return set(), []
     return set(tags) - set(present), sort_tags(list(present))[::-1]
@@ -75,6 +78,11 @@ async def add_missing_tag_hints(
     }
     if not failed:
         return
-    missing, present = await missing_tags(source, list(failed))
+    try:
+        missing, present = await missing_tags(source, list(failed))
+    except NotFound as exc:  # the repository is not there at all: say that, not "tags there: none"
+        for report in failed.values():
+            report.error = f"{report.error}; {exc}"
+        return
     for version in missing:
         failed[version].error = f"{failed[version].error}; tags there: {listing(present)}"

@@ -52,6 +52,19 @@ async def test_a_pass_names_the_tags_there_for_a_missing_exact_tag() -> None:
     assert failed.error.endswith("; tags there: 2.0, 1.0")
 
 
+async def test_a_mistyped_source_with_exact_tags_says_the_repository_is_not_there() -> None:
+    hub = MemoryRegistries()
+    await push_tags(repo(hub, "src.example.com/app"), "1.0")
+    the_plan = plan(
+        "  - {name: app, source: src.example.com/aap, target: dst.example.com/app, tags: ['1.0', '2.0']}\n"
+    )
+    (report,) = await run(hub, the_plan)
+    assert [i.result for i in report.images] == ["failed", "failed"]
+    for image in report.images:
+        assert image.error is not None
+        assert image.error.endswith("; repository src.example.com/aap not found (NAME_UNKNOWN)"), image.error
+
+
 def test_a_filter_selecting_nothing_warns_once_with_the_newest_tags(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="mirrord.sync")
     entry = plan("  - {name: app, source: src.example.com/app, target: dst.example.com/app}\n").entries[0]
