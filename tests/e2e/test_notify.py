@@ -114,6 +114,10 @@ async def test_registry_notifications_sync_pushes_at_once(registry_factory: Any,
     token_file.write_text(token + "\n")
     plan = _plan(tmp_path / "plan.yaml", source.host, target.host, token_file)
     settings = {h: RegistrySettings(host=h, tls=PLAIN) for h in (source.host, target.host)}
+    # The source repository exists before the first pass: a missing one is an entry error (issue 14:
+    # a typo must never read as "no tags"), which would fail the pass this test waits for.
+    async with Registries(settings) as registries:
+        await Side(registries, source.host).push("t/app", "base", seed=99)
     d = Daemon(plan, tmp_path)
     d.port = port
     try:
