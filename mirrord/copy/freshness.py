@@ -43,7 +43,10 @@ async def check_targets(
         await asyncio.gather(*by_tag.values(), return_exceptions=True)
         raise
     if len(request.targets) == 1:  # the usual case: no task group, no task, for one coroutine
-        return source_digest, [await target_state(request.targets[0], source_digest, request, by_tag.get(0))]
+        if 0 in skip:
+            return source_digest, [None]
+        state = await target_state(request.targets[0], source_digest, request, by_tag.get(0), on_error)
+        return source_digest, [state]
     async with asyncio.TaskGroup() as group:
         tasks = {
             i: group.create_task(target_state(t, source_digest, request, by_tag.get(i), on_error))
