@@ -26,9 +26,9 @@ from mirrord.copy.engine import describe
 from mirrord.copy.freshness import target_state
 from mirrord.copy.planner import MAX_DEPTH, ImagePlan, build_plan, select_children
 from mirrord.copy.request import CopyRequest, Target
-from mirrord.oci import AnyManifest, Digest, ImageIndex, OCIError, is_digest
+from mirrord.oci import AnyManifest, Digest, ImageIndex, OCIError, is_digest, name_with_reference
 from mirrord.registry.errors import RegistryError
-from mirrord.sync.report import ImageReport, display
+from mirrord.sync.report import ImageReport
 
 #: Tags checked at once (each costs a HEAD per side, and manifest GETs when some target is stale).
 CONCURRENT_TAGS = 8
@@ -42,7 +42,7 @@ async def dry_run(
 
     async def one(request: CopyRequest, version: str) -> list[ImageReport]:
         async with slots:
-            return await _check(entry, display(source_text, version), request)
+            return await _check(entry, name_with_reference(source_text, version), request)
 
     rows = await asyncio.gather(*(one(r, v) for r, v in zip(requests, versions, strict=True)))
     return [row for tag_rows in rows for row in tag_rows]

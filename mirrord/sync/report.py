@@ -71,14 +71,10 @@ class EntryReport:
         return sum(1 for i in self.images if i.result == result)
 
 
-def display(source_text: str, version: str) -> str:
-    return name_with_reference(source_text, version)
-
-
 def image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:
     return ImageReport(
         entry=entry,
-        source=display(source_text, version),
+        source=name_with_reference(source_text, version),
         result=result.outcome,
         source_digest=str(result.source_digest) if result.source_digest else None,
         target_digests={k: str(v) for k, v in result.target_digests.items()},
