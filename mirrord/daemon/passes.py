@@ -59,7 +59,6 @@ def log_pass_started(entry: str, reason: Reason) -> None:
 
 def log_pass_finished(entry: str, reason: Reason, report: EntryReport) -> None:
     """One line when it ends: result, counts, bytes, seconds and the first error (warning on failure)."""
-    errors = [i.error for i in report.images if i.error] + ([report.error] if report.error else [])
     fields: dict[str, Any] = {
         "entry": entry,
         "reason": reason,
@@ -67,9 +66,9 @@ def log_pass_finished(entry: str, reason: Reason, report: EntryReport) -> None:
         "copied": report.count("copied"),
         "unchanged": report.count("unchanged"),
         "failed": report.count("failed"),
-        "bytes": sum(i.bytes for i in report.images),
+        "bytes": report.total_bytes,
         "seconds": round(max(0.0, report.finished - report.started), 3),
     }
-    if errors:
-        fields["error"] = errors[0]
+    if (error := report.first_error) is not None:
+        fields["error"] = error
     log.log(logging.INFO if report.ok else logging.WARNING, "pass finished", extra={"fields": fields})

@@ -316,9 +316,8 @@ class Service:
         st.unchanged = report.count("unchanged")
         st.failed = report.count("failed")
         st.rejected = report.count("rejected")
-        st.bytes = sum(i.bytes for i in report.images)
-        errors = [i.error for i in report.images if i.error] + ([report.error] if report.error else [])
-        st.last_error = errors[0] if errors else None
+        st.bytes = report.total_bytes
+        st.last_error = report.first_error
         if report.repositories is not None:
             st.repositories = len(report.repositories)
             self.metrics.entry_repositories(report.entry, len(report.repositories))

@@ -70,6 +70,16 @@ class EntryReport:
         """How many images ended with ``result``."""
         return sum(1 for i in self.images if i.result == result)
 
+    @property
+    def total_bytes(self) -> int:
+        """The bytes the pass copied, over every image."""
+        return sum(i.bytes for i in self.images)
+
+    @property
+    def first_error(self) -> str | None:
+        """The first image's error, else the entry's own; None when there is neither."""
+        return next((i.error for i in self.images if i.error), None) or self.error or None
+
 
 def image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:
     return ImageReport(
