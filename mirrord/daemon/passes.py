@@ -8,10 +8,10 @@ round), ``trigger`` (``POST /sync``) or ``notification`` (a registry's push, ``P
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mirrord.observe.logs import iso_utc
 from mirrord.sync import EntryReport
 
 log = logging.getLogger("mirrord.daemon")
@@ -21,10 +21,7 @@ Reason = Literal["start", "schedule", "trigger", "notification"]
 
 def iso(ts: float | None) -> str | None:
     """Unix time as ISO 8601 UTC with milliseconds (``2026-12-02T06:30:00.250Z``); None stays None."""
-    if ts is None:
-        return None
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
-    return f"{whole}.{int(ts * 1000) % 1000:03d}Z"
+    return None if ts is None else iso_utc(ts)
 
 
 @dataclass(slots=True)

@@ -33,13 +33,19 @@ def redact(text: str) -> str:
     return text
 
 
+def iso_utc(ts: float) -> str:
+    """Unix time as ISO 8601 UTC with milliseconds (``2026-12-02T06:30:00.250Z``): the ``ts`` of a
+    JSON log line, and the times ``/status`` shows."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
+    return f"{whole}.{int(ts * 1000) % 1000:03d}Z"
+
+
 class JSONFormatter(logging.Formatter):
     """Format a record as one JSON object: ts, level, logger, msg, the record's fields, exc."""
 
     def format(self, record: logging.LogRecord) -> str:
         obj: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": iso_utc(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": redact(record.getMessage()),
