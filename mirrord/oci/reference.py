@@ -94,7 +94,7 @@ class Reference:
 def is_short_name(text: str) -> bool:
     """True when ``text`` names no registry host (Docker would put it on docker.io)."""
     first, slash, _ = text.partition("/")
-    return not slash or not _looks_like_host(first)
+    return not slash or not looks_like_host(first)
 
 
 def validate_tag(tag: str) -> str:
@@ -145,7 +145,7 @@ def _split_name(text: str, name: str) -> tuple[str, str]:
     if not name:
         raise _fail(text, "repository name is empty")
     first, slash, rest = name.partition("/")
-    if slash and _looks_like_host(first):
+    if slash and looks_like_host(first):
         registry, repository = _normalise_host(text, first), rest
     else:
         registry, repository = DOCKER_HUB, name
@@ -159,8 +159,9 @@ def _split_name(text: str, name: str) -> tuple[str, str]:
     return registry, repository
 
 
-def _looks_like_host(component: str) -> bool:
-    """Docker's rule: a first path component is a host when it has ``.`` or ``:`` or is localhost."""
+def looks_like_host(component: str) -> bool:
+    """Docker's rule: a first path component is a host when it has ``.`` or ``:`` or is localhost.
+    The one place that decides it (references, plan patterns and ``registries:`` keys)."""
     return "." in component or ":" in component or component == "localhost"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from mirrord.oci import Digest, InvalidDigest, InvalidPlatform, InvalidReference, Platform, Reference
 from mirrord.oci.convert import COMPRESSIONS, FORMATS
-from mirrord.oci.reference import is_short_name, validate_tag
+from mirrord.oci.reference import is_short_name, looks_like_host, validate_tag
 from mirrord.plan.model import SignConfig
 from mirrord.plan.nodes import Value
 from mirrord.plan.patterns import TARGET_WILDCARD, RepositoryFilter, RepositoryPattern, is_pattern
@@ -133,7 +133,7 @@ def parse_pattern(value: Value, text: str) -> str:
     The host must be written out (a pattern lists one registry's catalog); no tag or digest.
     """
     segments = text.split("/")
-    if len(segments) < 2 or "*" in segments[0] or not _looks_like_host(segments[0]):
+    if len(segments) < 2 or "*" in segments[0] or not looks_like_host(segments[0]):
         raise value.error(f"{text!r}: a repository pattern must name its registry (HOST/path/**)")
     if "@" in text or ":" in segments[-1]:
         raise value.error(f"{text!r}: a repository pattern cannot name a tag or digest (use tags:)")
@@ -152,10 +152,6 @@ def parse_pattern(value: Value, text: str) -> str:
     offset = len(path) - len(written)
     path[offset:] = [w if s == _WILDCARD_PROBE else s for s, w in zip(path[offset:], written, strict=True)]
     return f"{parsed.registry}/{'/'.join(path)}"
-
-
-def _looks_like_host(text: str) -> bool:
-    return "." in text or ":" in text or text == "localhost"
 
 
 def parse_repositories(value: Value) -> RepositoryFilter:

@@ -6,6 +6,7 @@ import logging
 import re
 
 from mirrord.oci import InvalidReference, Reference
+from mirrord.oci.reference import looks_like_host
 from mirrord.plan.model import DEFAULT_PORT, ServerConfig
 from mirrord.plan.nodes import Value
 from mirrord.registry.settings import CredentialSpec, RegistrySettings, TLSSettings, default_settings
@@ -44,7 +45,7 @@ def normalise_host(value: Value, text: str) -> str:
     A host needs a ``.`` or a ``:port`` or is ``localhost`` (Docker's rule): anything else would be
     read as a Docker Hub namespace in a reference.
     """
-    if not _HOST_RE.fullmatch(text) or not ("." in text or ":" in text or text == "localhost"):
+    if not _HOST_RE.fullmatch(text) or not looks_like_host(text):
         raise value.error(f"{text!r} is not a registry host (HOST[:PORT], with a '.' or a port)")
     try:
         return Reference.parse(f"{text}/probe", default_tag=None).registry
