@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from mirrord.oci import is_digest
 from mirrord.plan import Entry
 from mirrord.plan.tags import sort_tags
 from mirrord.registry.base import Repository
@@ -55,7 +56,7 @@ async def missing_tags(source: Repository, references: Sequence[str]) -> tuple[s
     cannot be read, nothing is reported; when the repository itself does not exist (a typo), NotFound
     naming it is raised. One tag-list read; call it on failure paths only.
     """
-    tags = [r for r in references if ":" not in r]
+    tags = [r for r in references if not is_digest(r)]
     if not tags:
         return set(), []
     try:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mirrord.oci import AnyManifest, ImageManifest, InvalidReference, Reference
+from mirrord.oci import AnyManifest, ImageManifest, InvalidReference, Reference, name_with_reference
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import NotFound
 from mirrord.trust.cosign import (
@@ -48,9 +48,8 @@ def intended_reference(source: Repository, reference: str) -> Reference | None:
     name = str(source)
     if name.startswith("oci:"):
         return None
-    separator = "@" if ":" in reference else ":"
     try:
-        return Reference.parse(f"{name}{separator}{reference}", default_tag=None)
+        return Reference.parse(name_with_reference(name, reference), default_tag=None)
     except InvalidReference:
         return None
 
