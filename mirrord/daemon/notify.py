@@ -34,7 +34,7 @@ from mirrord.oci.reference import validate_tag
 from mirrord.plan import Entry
 from mirrord.plan.tags import TagFilter
 from mirrord.sync import EntryReport, SyncRunner
-from mirrord.sync.expand import owns_repository, repository_entry
+from mirrord.sync.expand import covers, repository_entry
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +210,7 @@ def _covering(entry: Entry, source: str, shard: tuple[int, int] | None) -> Entry
     pattern = entry.pattern
     if pattern is not None:
         host, _, path = source.partition("/")
-        keep = entry.repositories is None or entry.repositories.keeps(path)
-        if host == pattern.registry and pattern.matches(path) and keep and owns_repository(source, shard):
+        if host == pattern.registry and covers(entry, pattern, path, shard):
             return repository_entry(entry, path)
         return None
     if entry.source == source:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from mirrord.plan import Entry
+from mirrord.plan.patterns import RepositoryPattern
 from mirrord.registry.errors import RegistryError
 from mirrord.sync.report import EntryReport, ImageReport
 from mirrord.sync.shard import shard_of
@@ -41,6 +42,17 @@ def owns_repository(source: str, shard: tuple[int, int] | None) -> bool:
     return shard_of(source, n) == k
 
 
+def covers(entry: Entry, pattern: RepositoryPattern, path: str, shard: tuple[int, int] | None) -> bool:
+    """True when ``entry`` (whose pattern is ``pattern``) mirrors the repository ``path`` of the
+    pattern's registry: the pattern matches it, the ``repositories`` filter keeps it and ``shard``
+    owns it. The one rule for the catalog's expansion and for push notifications."""
+    return (
+        pattern.matches(path)
+        and (entry.repositories is None or entry.repositories.keeps(path))
+        and owns_repository(f"{pattern.registry}/{path}", shard)
+    )
+
+
 def select_repositories(
     entry: Entry, catalog: Iterable[str], shard: tuple[int, int] | None = None
 ) -> list[str]:
@@ -49,14 +61,7 @@ def select_repositories(
     pattern = entry.pattern
     if pattern is None:
         raise ValueError(f"entry {entry.name!r} is not a pattern")
-    chosen = {
-        name
-        for name in catalog
-        if pattern.matches(name)
-        and (entry.repositories is None or entry.repositories.keeps(name))
-        and owns_repository(f"{pattern.registry}/{name}", shard)
-    }
-    return sorted(chosen)
+    return sorted({name for name in catalog if covers(entry, pattern, name, shard)})
 
 
 def repository_entry(entry: Entry, repository: str) -> Entry:
