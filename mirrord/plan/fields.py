@@ -16,7 +16,12 @@ from mirrord.oci.convert import COMPRESSIONS, FORMATS
 from mirrord.oci.reference import is_short_name, looks_like_host, validate_tag
 from mirrord.plan.model import SignConfig
 from mirrord.plan.nodes import Value
-from mirrord.plan.patterns import TARGET_WILDCARD, RepositoryFilter, RepositoryPattern, is_pattern
+from mirrord.plan.patterns import (
+    TARGET_WILDCARD,
+    RepositoryFilter,
+    RepositoryPattern,
+    source_pattern,
+)
 from mirrord.plan.registries import normalise_host
 from mirrord.plan.tags import SemverRange, TagFilter
 
@@ -49,9 +54,7 @@ class Source:
     @property
     def pattern(self) -> RepositoryPattern | None:
         """The repository pattern when the source is one (``host/team/**``)."""
-        if self.name.startswith(OCI_PREFIX) or not is_pattern(self.name):
-            return None
-        return RepositoryPattern.parse(self.name)
+        return source_pattern(self.name)
 
 
 @dataclass(frozen=True, slots=True)

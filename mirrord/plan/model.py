@@ -9,7 +9,7 @@ from types import MappingProxyType
 from mirrord.core.errors import MirrordError
 from mirrord.oci import Digest, Platform
 from mirrord.oci.convert import Compression, Format
-from mirrord.plan.patterns import RepositoryFilter, RepositoryPattern, is_pattern
+from mirrord.plan.patterns import RepositoryFilter, RepositoryPattern, source_pattern
 from mirrord.plan.tags import TagFilter
 from mirrord.registry.settings import RegistrySettings
 
@@ -115,9 +115,7 @@ class Entry:
     @property
     def pattern(self) -> RepositoryPattern | None:
         """The parsed repository pattern when the source is one, else None."""
-        if self.source.startswith("oci:") or not is_pattern(self.source):
-            return None
-        return RepositoryPattern.parse(self.source)
+        return source_pattern(self.source)
 
 
 @dataclass(frozen=True, slots=True)

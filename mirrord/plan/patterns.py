@@ -24,6 +24,14 @@ def is_pattern(source: str) -> bool:
     return any(segment in ("*", "**") for segment in source.split("/")[1:])
 
 
+def source_pattern(source: str) -> RepositoryPattern | None:
+    """The pattern a normalised source (``host/path`` or ``oci:PATH``) is, else None (an ``oci:``
+    layout path never is one). ValueError as :meth:`RepositoryPattern.parse` for a bad one."""
+    if source.startswith("oci:") or not is_pattern(source):
+        return None
+    return RepositoryPattern.parse(source)
+
+
 @dataclass(frozen=True, slots=True)
 class RepositoryPattern:
     """A parsed pattern: ``registry`` (normalised host) and the path ``segments`` (with wildcards)."""
