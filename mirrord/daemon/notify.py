@@ -216,9 +216,8 @@ def _covering(entry: Entry, source: str, shard: tuple[int, int] | None) -> Entry
     if entry.source == source:
         return entry
     if entry.source_is_short and entry.search_registries:
-        short = entry.source.split("/", 1)[1].removeprefix("library/")
         for host in entry.search_registries:
-            if Reference.parse(f"{host}/{short}", default_tag=None).name == source:
+            if Reference.parse(f"{host}/{entry.short_name}", default_tag=None).name == source:
                 return entry
     return None
 

@@ -113,6 +113,13 @@ class Entry:
     repositories: RepositoryFilter | None = None
 
     @property
+    def short_name(self) -> str:
+        """The repository as a short name (``nginx`` for ``docker.io/library/nginx``): what each
+        of ``search_registries`` is asked for when ``source_is_short``."""
+        short = self.source.split("/", 1)[1] if "/" in self.source else self.source
+        return short.removeprefix("library/")
+
+    @property
     def pattern(self) -> RepositoryPattern | None:
         """The parsed repository pattern when the source is one, else None."""
         return source_pattern(self.source)

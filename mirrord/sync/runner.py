@@ -159,8 +159,7 @@ class SyncRunner:
 
     async def _resolve_short_name(self, entry: Entry) -> tuple[Repository, str]:
         """Seed 004's ResolveNames: try each search registry in order; warn when several have it."""
-        short = entry.source.split("/", 1)[1] if "/" in entry.source else entry.source
-        short = short.removeprefix("library/")
+        short = entry.short_name
         found: list[tuple[Repository, str]] = []
         for host in entry.search_registries:
             ref = Reference.parse(f"{host}/{short}", default_tag=None)
