@@ -198,14 +198,7 @@ class Service:
         self._reloaded(True)
         async with Registries(self.plan.registries, events=self.events) as registries:
             self._registries = registries
-            self._runner = SyncRunner(
-                self.plan,
-                registries,
-                events=self.events,
-                locations=self.locations,
-                trust=self._trust,
-                shard=self.shard,
-            )
+            self._runner = self._new_runner(self.plan, registries)
             runner, self.port = await self._start_http(self.plan)
             try:
                 self._install_signals()
@@ -223,6 +216,18 @@ class Service:
                 await runner.cleanup()
         log.info("mirrord stopped")
         return 0
+
+    def _new_runner(self, plan: Plan, registries: Registries) -> SyncRunner:
+        """The runner of ``plan`` (at start and after each accepted reload): the service's events,
+        location cache, shard, and the trust :meth:`_load` opened with the plan."""
+        return SyncRunner(
+            plan,
+            registries,
+            events=self.events,
+            locations=self.locations,
+            trust=self._trust,
+            shard=self.shard,
+        )
 
     async def _start_http(self, plan: Plan) -> tuple[Any, int]:
         host, port = self.listen or (plan.server.host, plan.server.port)
@@ -274,14 +279,7 @@ class Service:
             self.plan = plan
             if self._registries is not None:
                 self._registries.update_settings(plan.registries)
-                runner = SyncRunner(
-                    plan,
-                    self._registries,
-                    events=self.events,
-                    locations=self.locations,
-                    trust=self._trust,
-                    shard=self.shard,
-                )
+                runner = self._new_runner(plan, self._registries)
                 if self._runner is not None:
                     runner.carry_over(self._runner)
                 self._runner = runner
