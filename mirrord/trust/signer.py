@@ -124,7 +124,8 @@ async def _bring(source: Repository, target: Repository, layer: Descriptor) -> N
     async with source.blob_open(layer.digest) as stream:
         async for chunk in stream:
             chunks.append(chunk)
-    await _put(target, layer.digest, b"".join(chunks))
+    data = b"".join(chunks)  # checked absent above: no second HEAD through _put
+    await target.blob_put(layer.digest, len(data), _once(data))
 
 
 async def _put(repository: Repository, digest: Digest, data: bytes) -> None:
