@@ -153,9 +153,11 @@ class _Check:
             raise InvalidPayload(f"{signature.layer.size} bytes, more than a payload can be")
         self.requests += 1
         chunks = []
+        size = 0
         async with self.source.blob_open(signature.layer.digest) as stream:
             async for chunk in stream:  # the stream verifies the digest at its end
                 chunks.append(chunk)
-                if sum(map(len, chunks)) > MAX_PAYLOAD_BYTES:
+                size += len(chunk)
+                if size > MAX_PAYLOAD_BYTES:
                     raise InvalidPayload("larger than its descriptor says")
         return parse_payload(b"".join(chunks))
