@@ -16,7 +16,7 @@ from mirrord.plan.loader import parse_plan
 from mirrord.plan.model import PlanError
 from mirrord.registry.errors import ProtocolError
 from mirrord.registry.http.auth import parse_token_response, parse_www_authenticate
-from mirrord.registry.http.repository import parse_link_next
+from mirrord.registry.http.paging import parse_link_next
 from mirrord.registry.http.retry import parse_ratelimit_remaining, parse_ratelimit_window, parse_retry_after
 from mirrord.registry.http.upload import upload_offset
 

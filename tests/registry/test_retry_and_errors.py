@@ -18,7 +18,8 @@ from mirrord.registry.errors import (
     ServerError,
 )
 from mirrord.registry.http.client import error_from_response
-from mirrord.registry.http.repository import is_digest, media_type_of, parse_link_next
+from mirrord.registry.http.paging import parse_link_next
+from mirrord.registry.http.repository import is_digest, media_type_of
 from mirrord.registry.http.retry import RetryPolicy, parse_ratelimit_remaining, parse_retry_after
 
 

@@ -19,7 +19,6 @@ from mirrord.registry.errors import AuthError, DigestMismatch, NotFound, Protoco
 from mirrord.registry.http.auth import repository_scope
 from mirrord.registry.http.download import open_blob
 from mirrord.registry.http.paging import MAX_PAGE_BYTES, list_names, page_names
-from mirrord.registry.http.paging import parse_link_next as parse_link_next  # its old home
 from mirrord.registry.http.session import HTTPSession, RepositoryAddress
 from mirrord.registry.http.upload import put_blob, session_from
 
