@@ -1,7 +1,7 @@
 """Re-encoded layers for the targets of one pass: lookup, recompression, upload from the spool.
 
 For a layer a target wants in another compression, the cheapest way wins: the conversion is known
-(:class:`~mirrord.copy.recompress.ConversionMap`) and the target has the result (one HEAD) or can
+(:class:`~mirrord.copy.conversions.ConversionMap`) and the target has the result (one HEAD) or can
 mount it from a repository known to hold it; else the layer is re-encoded once (one source read,
 streamed through a spool file) and uploaded to every target missing it. One re-encoding per
 (layer, codec) at a time: later callers wait and then find the conversion known.

@@ -1,4 +1,4 @@
-"""Streaming layer recompression (gzip <-> zstd) and the map of conversions already done.
+"""Streaming layer recompression (gzip <-> zstd).
 
 :func:`recompress_layer` never holds a layer in memory: the event loop streams the source blob
 (verified against its digest by the stream itself) into a small bounded queue; one worker thread
@@ -7,9 +7,10 @@ decompresses, hashes the uncompressed tar (it must equal the config's diff_id), 
 compressed digest is only known at the end, so the upload reads the spool afterwards.
 
 Outputs are deterministic (zstd with a fixed level and threads >= 1; gzip from zlib with a zero
-mtime), so re-encoding the same layer twice gives the same digest. :class:`ConversionMap` remembers
-(source digest, compression) -> (digest, size) in memory and, given a path, in a small JSON state
-file, so a later pass only HEADs the converted digest at the target.
+mtime), so re-encoding the same layer twice gives the same digest.
+:class:`~mirrord.copy.conversions.ConversionMap` remembers (source digest, compression) -> (digest,
+size) in memory and, given a path, in a small JSON state file, so a later pass only HEADs the
+converted digest at the target.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ from typing import Any
 
 import zstandard
 
-from mirrord.copy.conversions import Conversion as Conversion  # re-exported: it lived here
-from mirrord.copy.conversions import ConversionMap as ConversionMap  # re-exported: it lived here
 from mirrord.copy.errors import CopyError
 from mirrord.oci import Descriptor, Digest
 from mirrord.oci.convert import Codec

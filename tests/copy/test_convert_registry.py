@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
-from mirrord.copy.recompress import ConversionMap
+from mirrord.copy.conversions import ConversionMap
 from mirrord.core.events import EventBus
 from mirrord.oci import Digest, ImageIndex, ImageManifest, parse_manifest
 from mirrord.oci import mediatypes as mt

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from mirrord.copy import CopyEngine, CopyRequest, Target
-from mirrord.copy.recompress import Conversion, ConversionMap
+from mirrord.copy.conversions import Conversion, ConversionMap
 from mirrord.oci import Digest, ImageIndex, ImageManifest
 from mirrord.oci import mediatypes as mt
 from mirrord.testing.memory import MemoryRegistry, MemoryRepository

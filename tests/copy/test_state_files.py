@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mirrord.copy import LocationCache
-from mirrord.copy.recompress import Conversion, ConversionMap
+from mirrord.copy.conversions import Conversion, ConversionMap
 from mirrord.core import files
 from mirrord.oci import Digest
 
