@@ -304,6 +304,7 @@ async def _copy(args: argparse.Namespace) -> int:
     from mirrord.copy.engine import CopyEngine, CopyRequest, Target
     from mirrord.oci import OCIError, Platform, is_digest
     from mirrord.oci.convert import Format
+    from mirrord.plan.entries import default_target_format
     from mirrord.registry.hub import Registries
 
     args.source, args.destination = image_reference(args.source), image_reference(args.destination)
@@ -327,7 +328,7 @@ async def _copy(args: argparse.Namespace) -> int:
                 return EXIT_INVALID
             version = version or "latest"
             tag = target_version or (None if is_digest(version) else version)
-            fmt: Format = args.format or ("oci" if args.destination.startswith("oci:") else "keep")
+            fmt: Format = args.format or default_target_format(args.destination)
             request = CopyRequest(
                 source=source,
                 reference=version,

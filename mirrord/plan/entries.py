@@ -158,7 +158,7 @@ def _targets(
     out = []
     for spec in specs:
         _check_target(spec, source)
-        fmt = cast(Format, spec.format or _get(merged, "format", _default_format(spec.ref)))
+        fmt = cast(Format, spec.format or _get(merged, "format", default_target_format(spec.ref)))
         compression = cast(Compression, spec.compression or _get(merged, "compression", "keep"))
         _check_transform(item, spec, merged, fmt, compression)
         out.append(
@@ -200,9 +200,10 @@ def _check_transform(
     raise origin.error(f"target {spec.ref}: {refused} (no pass could copy to it)")
 
 
-def _default_format(ref: str) -> str:
+def default_target_format(ref: str) -> Format:
     """``oci`` for an OCI layout target (skopeo and podman find a tag there only on an OCI manifest or
-    index: a Docker list in index.json is "no descriptor found"), ``keep`` for a registry."""
+    index: a Docker list in index.json is "no descriptor found"), ``keep`` for a registry. The
+    default of a plan target and of ``mirrord copy``'s destination alike."""
     return "oci" if ref.startswith("oci:") else "keep"
 
 
