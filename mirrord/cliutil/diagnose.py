@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from mirrord.copy.request import CopyResult
 from mirrord.registry.base import Repository
-from mirrord.registry.errors import NotFound
-from mirrord.sync.hints import listing, missing_tags
+from mirrord.sync.hints import missing_tag_hints
 
 
 async def explain_copy_failure(result: CopyResult, source: Repository) -> str:
     """``result.error``, followed by the source's tags when the reference is a tag not there."""
     error = result.error or "unknown error"
-    try:
-        missing, present = await missing_tags(source, [result.reference])
-    except NotFound as exc:  # the repository is not there at all
-        return f"{error}; {exc}"
-    return f"{error}; tags there: {listing(present)}" if missing else error
+    hint = (await missing_tag_hints(source, [result.reference])).get(result.reference)
+    return f"{error}; {hint}" if hint is not None else error

@@ -68,6 +68,18 @@ async def missing_tags(source: Repository, references: Sequence[str]) -> tuple[s
     return set(tags) - set(present), sort_tags(list(present))[::-1]
 
 
+async def missing_tag_hints(source: Repository, references: Sequence[str]) -> dict[str, str]:
+    """What to append to the error of each of ``references`` that failed to copy: the tags there
+    (``tags there: ...``) for each tag ``source`` does not have; for every one, when the repository
+    itself is not there, the NotFound naming it (not "tags there: none"). One tag-list read (see
+    :func:`missing_tags`); {} when it cannot be read. The one wording of ``sync`` and ``copy``."""
+    try:
+        missing, present = await missing_tags(source, references)
+    except NotFound as exc:
+        return {r: str(exc) for r in references}
+    return {r: f"tags there: {listing(present)}" for r in missing}
+
+
 async def add_missing_tag_hints(
     source: Repository, versions: Sequence[str], reports: Sequence[ImageReport]
 ) -> None:
@@ -79,11 +91,5 @@ async def add_missing_tag_hints(
     }
     if not failed:
         return
-    try:
-        missing, present = await missing_tags(source, list(failed))
-    except NotFound as exc:  # the repository is not there at all: say that, not "tags there: none"
-        for report in failed.values():
-            report.error = f"{report.error}; {exc}"
-        return
-    for version in missing:
-        failed[version].error = f"{failed[version].error}; tags there: {listing(present)}"
+    for version, hint in (await missing_tag_hints(source, list(failed))).items():
+        failed[version].error = f"{failed[version].error}; {hint}"
