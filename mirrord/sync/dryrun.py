@@ -92,7 +92,7 @@ async def _plan_copies(request: CopyRequest, digest: Digest, stale: list[tuple[I
         for row, _ in stale:
             row.result, row.error = "failed", describe(exc)
         return
-    size = sum(blob.size for blob in plan.blobs)
+    size = plan.blob_bytes
     for row, target in stale:
         row.bytes = size
         try:
