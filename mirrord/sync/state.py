@@ -12,9 +12,7 @@ def conversions_beside(locations: LocationCache | None) -> ConversionMap:
     """The re-encoded layer map, kept in ``conversions.json`` next to the location cache's state file
     (in memory when it has none), so later runs skip recompression already done."""
     state = locations.state_file if locations is not None else None
-    conversions = ConversionMap(state.parent / "conversions.json" if state is not None else None)
-    conversions.load()
-    return conversions
+    return ConversionMap.loaded(state.parent / "conversions.json") if state is not None else ConversionMap()
 
 
 def open_location_cache(state_dir: str | None) -> LocationCache:
