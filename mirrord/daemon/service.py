@@ -28,6 +28,7 @@ from mirrord.observe.metrics import Metrics
 from mirrord.plan import Entry, Plan, PlanError, load_plan
 from mirrord.registry.hub import Registries
 from mirrord.sync import EntryReport, SyncRunner, open_location_cache, shard_entries
+from mirrord.sync.state import conversions_beside
 from mirrord.sync.trust import Trust, open_trust
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ class Service:
         self.grace = grace
         self.listen = listen
         self.locations = open_location_cache(state_dir)
+        # Read once, like the locations: every runner (start, each reload) shares this map, so a
+        # SIGHUP neither re-reads conversions.json nor forgets the in-memory conversions.
+        self.conversions = conversions_beside(self.locations)
         self.events = EventBus()
         self.metrics = Metrics()
         self.metrics.subscribe(self.events)
@@ -225,6 +229,7 @@ class Service:
             registries,
             events=self.events,
             locations=self.locations,
+            conversions=self.conversions,
             trust=self._trust,
             shard=self.shard,
         )
