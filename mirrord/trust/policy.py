@@ -96,7 +96,7 @@ class SignedIdentity:
         name = intended.name
         if name != self.prefix and not name.startswith(self.prefix + "/"):
             return intended
-        text = _text(intended).replace(self.prefix, self.signed_prefix, 1)
+        text = str(intended).replace(self.prefix, self.signed_prefix, 1)
         try:
             return Reference.parse(text, default_tag=None)
         except InvalidReference:
@@ -105,19 +105,10 @@ class SignedIdentity:
     def describe(self) -> str:
         """The identity rule for messages (``matchRepository``, ``exactReference x``, ...)."""
         if self.reference is not None:
-            return f"{self.kind} {_text(self.reference)}"
+            return f"{self.kind} {self.reference}"
         if self.kind == "remapIdentity":
             return f"remapIdentity {self.prefix} -> {self.signed_prefix}"
         return self.kind
-
-
-def _text(ref: Reference) -> str:
-    text = ref.name
-    if ref.tag is not None:
-        text += f":{ref.tag}"
-    if ref.digest is not None:
-        text += f"@{ref.digest}"
-    return text
 
 
 def _name_only(ref: Reference) -> bool:
@@ -125,14 +116,14 @@ def _name_only(ref: Reference) -> bool:
 
 
 def _exact(intended: Reference, claim: Reference) -> bool:
-    return not _name_only(intended) and not _name_only(claim) and _text(claim) == _text(intended)
+    return not _name_only(intended) and not _name_only(claim) and str(claim) == str(intended)
 
 
 def _repo_digest_or_exact(intended: Reference, claim: Reference) -> bool:
     if _name_only(claim):
         return False
     if intended.tag is not None:
-        return _text(claim) == _text(intended)
+        return str(claim) == str(intended)
     if intended.digest is not None:
         # The digest itself is checked against the payload's docker-manifest-digest.
         return claim.name == intended.name
@@ -271,8 +262,8 @@ class _Loader:
             ref = Reference.parse(scope, default_tag=None)
         except InvalidReference as exc:
             raise self.error(key, str(exc)) from None
-        if _text(ref) != scope:
-            raise self.error(key, f"write the scope fully expanded ({_text(ref)!r})")
+        if str(ref) != scope:
+            raise self.error(key, f"write the scope fully expanded ({str(ref)!r})")
 
     def requirements(self, value: Any, key: str) -> tuple[Requirement, ...]:
         if not isinstance(value, list) or not value:
