@@ -85,7 +85,7 @@ def _source(entry: Entry) -> str:
     name = entry.source
     if entry.source_is_short and entry.search_registries:
         # Kept short: the sync pass looks it up in search_registries, the host is not decided yet.
-        name = name.split("/", 1)[1].removeprefix("library/")
+        name = entry.short_name
     if entry.tag is not None:
         name += f":{entry.tag}"
     if entry.digest is not None:
