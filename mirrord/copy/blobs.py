@@ -258,6 +258,12 @@ class BlobTransfers:
             log.debug("blob HEAD failed", extra={"fields": {"target": str(target), "error": str(exc)}})
             return False
 
+    def known_new(self, target: Repository) -> bool:
+        """True when this pass already learnt that ``target`` had no tag when first asked: no tag
+        there can be up to date, so a manifest HEAD there could only miss (never asks itself)."""
+        answer = self._new_repositories.get((target.registry_key, target.name))
+        return answer is not None and answer.done() and answer.result()
+
     async def _is_new(self, target: Repository) -> bool:
         """True when ``target`` had no tag when this pass first asked (asked once; a failed
         question counts as not new, so the HEADs decide)."""

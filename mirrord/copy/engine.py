@@ -5,7 +5,9 @@ Order of work for one image, and why:
 1. Unchanged check (unless ``force``): one HEAD at the source (none for a digest reference) and one
    HEAD per target tag. A target holding a rewritten index made from this source digest with the
    same platform filter (read from its annotations with one small GET at the target) is up to date.
-   The source never sees a GET for an unchanged image.
+   The source never sees a GET for an unchanged image. Skipped (like ``force``) when every target
+   repository is known, from an earlier image of the pass, to have had no tag: nothing there can be
+   up to date, and the source manifest GET of step 2 gives the digest.
 2. GET the source manifest; the request's ``gate`` (the signature policy) admits or refuses the
    image now, before any child or blob is requested (a refused image ends ``rejected``); then the
    children a platform filter keeps (bounded, in parallel, level by level through nested indexes),
@@ -177,6 +179,8 @@ class CopyEngine:
         self._artifacts = Artifacts(self._copy_quiet)
         self.stopping = False
         self._running: set[asyncio.Task[object]] = set()
+        # (registry_key, repository, tag or reference) of every target an image of this pass had.
+        self._handled: set[tuple[str, str, str]] = set()
 
     @property
     def recoder(self) -> LayerRecoder:
@@ -316,7 +320,7 @@ class CopyEngine:
     async def _copy_image(self, image: _Image) -> Literal["copied", "unchanged"]:
         request = image.request
         stale = self._reachable(image, range(len(request.targets)))
-        if not request.force:
+        if not self._all_new(request) and not request.force:
             down = set(image.failures)
             image.source_digest, states = await check_targets(request, skip=down, on_error=self.reach.note)
             for i, state in enumerate(states):
@@ -332,6 +336,19 @@ class CopyEngine:
             if slot is not None:
                 slot.release()  # copying now: the next image's check may start meanwhile
             return await self._copy_stale(image, stale)
+
+    def _all_new(self, request: CopyRequest) -> bool:
+        """Every target repository had no tag when this pass first asked (an earlier image's blobs
+        did), and no image of this pass wrote this tag there yet: nothing there can be up to date,
+        so the unchanged check's HEADs (source and targets) are skipped and the source manifest GET
+        alone gives the digest. Notes the request's target references as handled."""
+        keys = [
+            (t.repository.registry_key, t.repository.name, t.tag or request.reference)
+            for t in request.targets
+        ]
+        first = self._handled.isdisjoint(keys)
+        self._handled.update(keys)
+        return first and all(self._blobs.known_new(t.repository) for t in request.targets)
 
     def _reachable(self, image: _Image, indexes: Iterable[int]) -> list[int]:
         """The targets among ``indexes`` whose registry this pass has not found unreachable; the

@@ -91,3 +91,57 @@ async def test_blobs_left_in_a_tagless_repository_are_uploaded_again_and_the_ima
 
     assert again.outcome == "copied", again.error
     assert await target.repository("m").manifest_head("1") is not None
+
+
+async def test_later_images_for_a_repository_found_new_skip_the_unchanged_heads() -> None:
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    for tag in ("1", "2", "3"):
+        await push_multiarch(source.repository("app"), tag, attestations=False)
+    engine = CopyEngine()
+    first, *later = _copy_requests(source, target, ["1", "2", "3"])
+    assert (await engine.copy(first)).outcome == "copied"
+    assert (source.calls["manifest_head"], target.calls["manifest_head"]) == (1, 1)
+
+    results = [await engine.copy(request) for request in later]
+
+    assert [r.outcome for r in results] == ["copied", "copied"], [r.error for r in results]
+    # The pass knows "m" had no tag: nothing there can be up to date, so no HEAD on either side;
+    # the source GET gives the digest, and the target still gets each tag, blobs first.
+    assert (source.calls["manifest_head"], target.calls["manifest_head"]) == (1, 1)
+    assert target.calls["has_tags"] == 1
+    for tag, result in zip(("2", "3"), results, strict=True):
+        head = await target.repository("m").manifest_head(tag)
+        assert head is not None
+        assert head.digest == result.source_digest
+
+
+async def test_a_repository_with_a_tag_keeps_the_unchanged_heads() -> None:
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    for tag in ("1", "2", "3"):
+        await push_multiarch(source.repository("app"), tag, attestations=False)
+    assert (await CopyEngine().copy_many(_copy_requests(source, target, ["1"])))[0].outcome == "copied"
+    source.reset_calls()
+    target.reset_calls()
+    engine = CopyEngine()
+
+    results = [await engine.copy(r) for r in _copy_requests(source, target, ["2", "1", "3"])]
+
+    assert [r.outcome for r in results] == ["copied", "unchanged", "copied"], [r.error for r in results]
+    assert (source.calls["manifest_head"], target.calls["manifest_head"]) == (3, 3)
+    assert source.calls["manifest_get"] == 2 * 3  # index + 2 platforms per copied tag; none for "1"
+
+
+async def test_a_tag_written_earlier_in_the_pass_is_checked_and_found_unchanged() -> None:
+    source, target = MemoryRegistry("source"), MemoryRegistry("target")
+    for tag in ("1", "2"):
+        await push_multiarch(source.repository("app"), tag, attestations=False)
+    engine = CopyEngine()
+    first, second = _copy_requests(source, target, ["1", "2"])
+    assert [(await engine.copy(r)).outcome for r in (first, second)] == ["copied", "copied"]
+    target.reset_calls()
+
+    again = await engine.copy(second)  # "m" was found tagless, but this pass wrote "2" there
+
+    assert again.outcome == "unchanged", again.error
+    assert target.calls["manifest_head"] == 1
+    assert target.calls["manifest_put"] == 0
