@@ -37,28 +37,27 @@ import asyncio
 import contextvars
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mirrord.copy.artifacts import ArtifactReport, Artifacts, artifact_views
 from mirrord.copy.blobs import BlobTransfers
+from mirrord.copy.children import fetch_children
 from mirrord.copy.conversions import ConversionMap
 from mirrord.copy.convert import (
     placeholder_layers,
     transform_plan,
 )
-from mirrord.copy.errors import ImageRefused, ManifestTooDeep, first_leaf, log_unexpected
+from mirrord.copy.errors import ImageRefused, first_leaf, log_unexpected
 from mirrord.copy.freshness import check_targets, display
 from mirrord.copy.limits import Limits
 from mirrord.copy.locations import LocationCache
 from mirrord.copy.planner import (
-    MAX_DEPTH,
     ImagePlan,
     PlannedManifest,
     build_plan,
-    select_children,
 )
 from mirrord.copy.reach import Reachability
 from mirrord.copy.request import CopyRequest, CopyResult, Outcome, Target
@@ -70,9 +69,9 @@ from mirrord.core.events import (
     ImageStarted,
     ManifestPushed,
 )
-from mirrord.oci import AnyManifest, Descriptor, Digest, ImageIndex, OCIError, Platform
+from mirrord.oci import Descriptor, Digest, OCIError, Platform
 from mirrord.registry.base import Repository
-from mirrord.registry.errors import DigestMismatch, ProtocolError
+from mirrord.registry.errors import ProtocolError
 
 if TYPE_CHECKING:
     from mirrord.copy.recode import LayerRecoder
@@ -403,7 +402,7 @@ class CopyEngine:
             refusal = await request.gate(request.source, request.reference, root)
             if refusal is not None:
                 raise ImageRefused(refusal, source=image.display)
-        children = await self._fetch_children(request.source, root, _filter(request))
+        children = await fetch_children(request.source, root, _filter(request), slots=self._manifest_slots)
         image.source_tree = {root.digest, *children}
         plan = build_plan(
             root,
@@ -448,44 +447,6 @@ class CopyEngine:
         return image.result("failed", error)
 
     # -- fetching ------------------------------------------------------------------------------------
-
-    async def _fetch_children(
-        self, source: Repository, root: AnyManifest, platforms: Sequence[Platform] | None
-    ) -> dict[Digest, AnyManifest]:
-        """Every child the filter keeps, level by level through nested indexes."""
-        fetched: dict[Digest, AnyManifest] = {}
-        frontier = [root] if isinstance(root, ImageIndex) else []
-        depth = 0
-        while frontier:
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise ManifestTooDeep(f"indexes nest deeper than {MAX_DEPTH} levels under {root.digest}")
-            wanted: dict[Digest, Descriptor] = {}
-            for index in frontier:
-                for child in select_children(index, platforms):
-                    if child.digest not in fetched:
-                        wanted.setdefault(child.digest, child)
-            got = await self._fetch_all(source, list(wanted.values()))
-            fetched.update(got)
-            frontier = [m for m in got.values() if isinstance(m, ImageIndex)]
-        return fetched
-
-    async def _fetch_all(self, source: Repository, wanted: list[Descriptor]) -> dict[Digest, AnyManifest]:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._fetch_child(source, d)) for d in wanted]
-        return {d.digest: t.result() for d, t in zip(wanted, tasks, strict=True)}
-
-    async def _fetch_child(self, source: Repository, descriptor: Descriptor) -> AnyManifest:
-        async with self._manifest_slots:
-            manifest = await source.manifest_get(str(descriptor.digest))
-        if manifest.digest != descriptor.digest or manifest.size != descriptor.size:
-            raise DigestMismatch(
-                f"manifest {descriptor.digest} from {source} does not match its descriptor",
-                registry=source.registry_key,
-                repository=source.name,
-                reference=str(descriptor.digest),
-            )
-        return manifest
 
     # -- blobs ---------------------------------------------------------------------------------------
 

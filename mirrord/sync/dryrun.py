@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from mirrord.copy.children import fetch_children
 from mirrord.copy.convert import placeholder_layers, transform_plan
 from mirrord.copy.engine import describe
+from mirrord.copy.errors import CopyError
 from mirrord.copy.freshness import target_state
-from mirrord.copy.planner import MAX_DEPTH, ImagePlan, build_plan, select_children
+from mirrord.copy.planner import ImagePlan, build_plan
 from mirrord.copy.request import CopyRequest, Target
-from mirrord.oci import AnyManifest, Digest, ImageIndex, OCIError, is_digest, name_with_reference
+from mirrord.oci import Digest, OCIError, is_digest, name_with_reference
 from mirrord.registry.errors import RegistryError
 from mirrord.sync.report import ImageReport
 
@@ -88,7 +90,7 @@ async def _plan_copies(request: CopyRequest, digest: Digest, stale: list[tuple[I
     """Plan the copy as the engine would (manifest GETs only); fill in bytes, or refuse."""
     try:
         plan = await _source_plan(request, digest)
-    except (RegistryError, OCIError) as exc:
+    except (RegistryError, OCIError, CopyError) as exc:
         for row, _ in stale:
             row.result, row.error = "failed", describe(exc)
         return
@@ -106,19 +108,10 @@ async def _plan_copies(request: CopyRequest, digest: Digest, stale: list[tuple[I
 
 
 async def _source_plan(request: CopyRequest, digest: Digest) -> ImagePlan:
+    """The plan the engine would make: the root and every child the filter keeps, verified."""
     root = await request.source.manifest_get(str(digest))
     platforms = request.platforms or None
-    children: dict[Digest, AnyManifest] = {}
-    frontier = [root] if isinstance(root, ImageIndex) else []
-    for _ in range(MAX_DEPTH):
-        if not frontier:
-            break
-        wanted = {d.digest: d for index in frontier for d in select_children(index, platforms)}
-        got = await asyncio.gather(
-            *(request.source.manifest_get(str(d)) for d in wanted if d not in children)
-        )
-        children.update({m.digest: m for m in got})
-        frontier = [m for m in got if isinstance(m, ImageIndex)]
+    children = await fetch_children(request.source, root, platforms)
     return build_plan(
         root,
         children,
