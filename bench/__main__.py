@@ -1,4 +1,6 @@
-"""``python -m bench [--quick] [--scenario corpus|big|scale|all] ...`` (``make bench BENCH_ARGS=...``).
+"""``python -m bench [--quick] [--scenario NAME] ...`` (``make bench BENCH_ARGS=...``).
+
+NAME: corpus, small, big, scale, tags, tags10k or all.
 
 Exit status: 0 when every run succeeded and every target was met, 1 when a run failed or a target was
 missed, 2 when a prerequisite is missing (docker-registry, skopeo) or the arguments are wrong.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -30,7 +33,9 @@ from bench.scenarios import (
     run_big,
     run_corpus,
     run_scale,
+    run_small,
     run_tags,
+    small_spec,
     tags_spec,
 )
 
@@ -38,7 +43,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 QUICK = {"repos": 4, "tags": 2, "base_mb": 2.0, "app_mb": 1.0, "big_gb": 0.25, "scale": "4,8,16"}
 #: The many-tags scenarios: (repositories, tags each, daemon passes), full and ``--quick``.
 MANY_TAGS = {"tags": ((20, 100, 5), (4, 10, 2)), "tags10k": ((100, 100, 10), (5, 20, 3))}
-SCENARIOS = ["corpus", "big", "scale", "tags", "tags10k"]
+SCENARIOS = ["corpus", "small", "big", "scale", "tags", "tags10k"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario",
         choices=[*SCENARIOS, "all"],
         default="all",
-        help="all: corpus, big, scale and tags (tags10k only by name: seeding it takes minutes)",
+        help="all: corpus, small, big, scale and tags (tags10k only by name: seeding it takes minutes)",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, for trying the harness out")
     p.add_argument("--repos", type=int, help="repositories (default 20; quick 4)")
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8, help="floor copier streams (mirrord's default: 8)")
     p.add_argument("--repeat", type=int, default=1, help="run everything N times; report each run's median")
     p.add_argument("--seed", default="mirrord-bench-1", help="corpus seed")
-    p.add_argument("--no-skopeo", action="store_true", help="skip skopeo in scenario corpus")
+    p.add_argument("--no-skopeo", action="store_true", help="skip skopeo in scenarios corpus and small")
     p.add_argument("--fresh", action="store_true", help="reseed sources even if a kept copy matches")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work, logs and results.json (bench/out)")
     return p
@@ -80,7 +85,7 @@ def _pick(args: argparse.Namespace, name: str, default: Any) -> Any:
 
 def _run(args: argparse.Namespace, bench: Bench) -> list[ScenarioResult]:
     results = []
-    wanted = {"corpus", "big", "scale", "tags"} if args.scenario == "all" else {args.scenario}
+    wanted = {"corpus", "small", "big", "scale", "tags"} if args.scenario == "all" else {args.scenario}
     if "corpus" in wanted:
         spec = CorpusSpec(
             repos=_pick(args, "repos", 20),
@@ -92,6 +97,12 @@ def _run(args: argparse.Namespace, bench: Bench) -> list[ScenarioResult]:
         )
         print(f"== corpus: {spec}", flush=True)
         results.append(run_corpus(bench, spec, skopeo=not args.no_skopeo))
+    if "small" in wanted:
+        spec = small_spec(args.seed)
+        if args.quick:
+            spec = dataclasses.replace(spec, repos=8)
+        print(f"== small: {spec.repos} small single-platform images", flush=True)
+        results.append(run_small(bench, spec, skopeo=not args.no_skopeo))
     if "big" in wanted:
         gib = _pick(args, "big_gb", 2.0)
         print(f"== big: one {gib} GiB layer", flush=True)

@@ -156,6 +156,14 @@ def corpus_checks(result: ScenarioResult) -> list[Check]:
     return checks
 
 
+def small_checks(result: ScenarioResult) -> list[Check]:
+    """Scenario ``small``: per-image cost against skopeo, and the nothing-changed contract."""
+    r = result.run
+    checks = _ratio(r("mirrord-cold"), r("skopeo-cold"), "cold: mirrord / skopeo", 0.25)
+    checks += _noop_checks(r("mirrord-again"), result.facts["tags"])
+    return checks + _bytes_read(r("mirrord-cold"), result.facts["unique_bytes"])
+
+
 def info_ratios(result: ScenarioResult) -> list[str]:
     """Wall and CPU ratios mirrord/skopeo and mirrord/floor, for reading (not targets)."""
     lines = []
@@ -310,11 +318,11 @@ def print_result(result: ScenarioResult, out: Printer = print) -> list[Check]:
         out(facts_line(result.facts))
     print_table(result.runs, out)
     checks: list[Check] = []
-    if result.name == "corpus":
+    if result.name in ("corpus", "small"):
         out("ratios:")
         for line in info_ratios(result):
             out(line)
-        checks = corpus_checks(result)
+        checks = corpus_checks(result) if result.name == "corpus" else small_checks(result)
     elif result.name == "big":
         for line in big_lines(result):
             out(line)

@@ -1,4 +1,5 @@
-"""The three scenarios: ``corpus`` (floor, skopeo, mirrord), ``big`` (one 2 GiB layer), ``scale``.
+"""The scenarios: ``corpus`` (floor, skopeo, mirrord), ``small`` (144 small images: per-image cost),
+``big`` (one 2 GiB layer), ``scale``, and the many-tags ``tags`` / ``tags10k``.
 
 A :class:`Bench` owns every process and directory it starts (through one ``ExitStack``), seeds each
 source once (kept under ``bench/out/sources/<spec key>`` and reused by later runs unless ``fresh``), and
@@ -31,6 +32,8 @@ from bench.seed import head_digests, seed_corpus
 STATE_ENV = ("MIRRORD_STATE_DIR", "STATE_DIRECTORY")
 #: Nothing-changed passes timed in one running daemon (the median is reported).
 DAEMON_PASSES = 5
+#: Scenario ``small``: how many small single-platform images (one repository each).
+SMALL_IMAGES = 144
 
 
 @dataclass
@@ -302,6 +305,34 @@ def run_corpus(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> Scenar
         result.runs.extend(bench.mirrord("mirrord", corpus, repos, source, daemon_passes=DAEMON_PASSES))
         result.runs.append(bench.floor("floor-2targets", corpus, repos, source, targets=2))
         result.runs.extend(bench.mirrord("mirrord-2targets", corpus, repos, source, targets=2, again=False))
+    return result
+
+
+def small_spec(seed: str) -> CorpusSpec:
+    """144 small single-platform images, one per repository: a 1 MiB base layer every repository shares,
+    a 256 KiB layer of its own and a config. The cost here is per image, not per byte."""
+    return CorpusSpec(
+        repos=SMALL_IMAGES,
+        tags=1,
+        platforms=1,
+        base_mb=1.0,
+        app_mb=0.25,
+        seed=seed,
+        prefix="small",
+        index=False,
+    )
+
+
+def run_small(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> ScenarioResult:
+    """Scenario ``small``: the floor, skopeo cold/again and mirrord cold/again over ``spec``."""
+    repos = spec.repo_names()
+    with bench.source(spec) as (source, corpus):
+        result = ScenarioResult("small", corpus_facts(corpus, repos))
+        result.runs.append(bench.floor("floor", corpus, repos, source))
+        if skopeo:
+            result.runs.extend(bench.skopeo(corpus, repos, source))
+        result.runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
+        result.runs.extend(bench.mirrord("mirrord", corpus, repos, source))
     return result
 
 

@@ -22,8 +22,8 @@ from bench.daemon import Daemon
 from bench.floor import write_blob_list
 from bench.measure import ProcessResult, RequestStats, parse_access_log, request_kind, run_measured
 from bench.registries import free_port, registry
-from bench.report import tags_lines
-from bench.scenarios import Measurement, ScenarioResult, tags_spec
+from bench.report import print_result, tags_lines
+from bench.scenarios import Measurement, ScenarioResult, small_spec, tags_spec
 from bench.seed import head_digests, seed_corpus
 from bench.tools import ROOT, daemon_argv, daemon_plan, floor_argv, headloop_argv, mirrord_argv, mirrord_plan
 
@@ -241,3 +241,30 @@ def test_tags_report_compares_with_the_head_loop_in_one_run() -> None:
     assert any(
         line.startswith("  mirrord-cold: 3.00 ms CPU per tag (2.00 without start-up)") for line in lines
     )
+
+
+def test_small_report_checks_cold_against_skopeo_and_the_nothing_changed_contract() -> None:
+    result = ScenarioResult("small", {"tags": 100, "unique_bytes": 0})
+    cold = _measurement("mirrord-cold", 3.0, 1.0, 100)
+    cold.source.blob_bytes_sent = 0
+    result.runs = [
+        _measurement("floor", 1.0, 0.5, 0),
+        _measurement("skopeo-cold", 10.0, 4.0, 100),
+        _measurement("skopeo-again", 2.0, 1.0, 100),
+        cold,
+        _measurement("mirrord-again", 0.5, 0.4, 100),
+    ]
+    printed: list[str] = []
+    checks = print_result(result, printed.append)
+    by_name = {c.what: c for c in checks}
+    assert by_name["cold: mirrord / skopeo wall"].value == pytest.approx(0.3)
+    assert not by_name["cold: mirrord / skopeo wall"].ok  # the target is 0.25
+    assert by_name["nothing changed: source manifest HEADs"].ok
+    assert by_name["mirrord-cold: source blob bytes read == unique bytes"].ok
+    assert any(line.startswith("  mirrord-cold / skopeo-cold: wall 0.300") for line in printed)
+
+
+def test_small_spec_is_one_single_platform_image_per_repository() -> None:
+    spec = small_spec("s")
+    assert (spec.repos, spec.tags, spec.platforms, spec.index) == (144, 1, 1, False)
+    assert spec.key() != tags_spec(144, 1, "s").key()  # its own kept source
