@@ -27,7 +27,10 @@ class Limits:
     """
 
     checks: int = 8
-    images: int = 4
+    #: Small images are a chain of round trips (manifest GET, a POST and PUT per blob, the manifest
+    #: PUT) with little data each: four at a time left the registries idle between them. Bytes in
+    #: flight stay bounded by ``blob_streams``, so more images at once only costs their manifests.
+    images: int = 16
     blob_streams: int = 8
     blob_attempts: int = 3
     manifest_requests: int = 16
