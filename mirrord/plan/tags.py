@@ -5,6 +5,9 @@ exclude, semver, latest) so a plan reads the same way it runs. :class:`SemverRan
 range grammar (comparator sets ANDed by spaces, sets ORed by ``||``, ``~``, ``^``, x-ranges, hyphen
 ranges, partial versions) and its pre-release rule; tags count as versions only when they are full
 SemVer 2.0 (``x.y.z[-pre][+build]``), optionally with a leading ``v``.
+
+The ``semver`` library is loaded at the first version parsed or built, not at import: a plan whose
+entries list their tags (every ``mirrord sync`` parses the plan) never needs it.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cmp_to_key
-from typing import Literal, cast
+from functools import cache, cmp_to_key
+from typing import TYPE_CHECKING, Literal, cast
 
-import semver
+if TYPE_CHECKING:
+    import semver
 
 __all__ = ["SemverRange", "TagFilter", "parse_tag_version", "sort_tags"]
 
@@ -39,11 +43,20 @@ def parse_tag_version(tag: str) -> semver.Version | None:
 
     Only full ``x.y.z`` versions count: ``1.2``, ``1``, ``latest`` and ``01.2.3`` are None.
     """
+    import semver
+
     text = tag[1:] if tag.startswith("v") else tag
     try:
         return semver.Version.parse(text)
     except (ValueError, TypeError):
         return None
+
+
+def _version(major: int, minor: int, patch: int, prerelease: str | None = None) -> semver.Version:
+    """``semver.Version(major, minor, patch, prerelease)``, loading the library at first use."""
+    import semver
+
+    return semver.Version(major, minor, patch, prerelease)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +74,13 @@ class _Partial:
 
     def floor(self) -> semver.Version:
         """The lowest version the partial covers (wildcards as 0)."""
-        return semver.Version(self.major or 0, self.minor or 0, self.patch or 0, self.prerelease)
+        return _version(self.major or 0, self.minor or 0, self.patch or 0, self.prerelease)
 
     def ceiling(self) -> semver.Version:
         """The first version above everything the partial covers (``1.2`` -> ``1.3.0-0``)."""
         if self.minor is None:
-            return semver.Version((self.major or 0) + 1, 0, 0, _LOWEST_PRE)
-        return semver.Version(self.major or 0, self.minor + 1, 0, _LOWEST_PRE)
+            return _version((self.major or 0) + 1, 0, 0, _LOWEST_PRE)
+        return _version(self.major or 0, self.minor + 1, 0, _LOWEST_PRE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +101,16 @@ class _Comparator:
         return cmp >= 0
 
 
-_ANY = (_Comparator(">=", semver.Version(0, 0, 0)),)
-_NONE = (_Comparator("<", semver.Version(0, 0, 0, _LOWEST_PRE)),)
+@cache
+def _any() -> tuple[_Comparator, ...]:
+    """Every version: ``>=0.0.0``."""
+    return (_Comparator(">=", _version(0, 0, 0)),)
+
+
+@cache
+def _none() -> tuple[_Comparator, ...]:
+    """No version: ``<0.0.0-0``."""
+    return (_Comparator("<", _version(0, 0, 0, _LOWEST_PRE)),)
 
 
 class SemverRange:
@@ -213,7 +234,7 @@ def _primitive(op: Op, p: _Partial) -> tuple[_Comparator, ...]:
     if not p.wild:
         return (_Comparator(op, p.floor()),)
     if p.major is None:
-        return _NONE if op in ("<", ">") else _ANY
+        return _none() if op in ("<", ">") else _any()
     if op == "=":
         return (_Comparator(">=", p.floor()), _Comparator("<", p.ceiling()))
     if op == ">":
@@ -221,32 +242,32 @@ def _primitive(op: Op, p: _Partial) -> tuple[_Comparator, ...]:
     if op == ">=":
         return (_Comparator(">=", p.floor()),)
     if op == "<":
-        return (_Comparator("<", semver.Version(p.major, p.minor or 0, 0, _LOWEST_PRE)),)
+        return (_Comparator("<", _version(p.major, p.minor or 0, 0, _LOWEST_PRE)),)
     return (_Comparator("<", p.ceiling()),)  # "<="
 
 
 def _strip_pre(version: semver.Version) -> semver.Version:
-    return semver.Version(version.major, version.minor, version.patch)
+    return _version(version.major, version.minor, version.patch)
 
 
 def _tilde(p: _Partial) -> tuple[_Comparator, ...]:
     """``~1.2.3`` := ``>=1.2.3 <1.3.0-0``; ``~1`` := ``>=1.0.0 <2.0.0-0``."""
     if p.major is None:
-        return _ANY
-    upper = p.ceiling() if p.minor is not None else semver.Version(p.major + 1, 0, 0, _LOWEST_PRE)
+        return _any()
+    upper = p.ceiling() if p.minor is not None else _version(p.major + 1, 0, 0, _LOWEST_PRE)
     return (_Comparator(">=", p.floor()), _Comparator("<", upper))
 
 
 def _caret(p: _Partial) -> tuple[_Comparator, ...]:
     """``^`` allows changes that do not touch the left-most non-zero part of the version."""
     if p.major is None:
-        return _ANY
+        return _any()
     if p.major > 0 or p.minor is None:
-        upper = semver.Version(p.major + 1, 0, 0, _LOWEST_PRE)
+        upper = _version(p.major + 1, 0, 0, _LOWEST_PRE)
     elif p.minor > 0 or p.patch is None:
-        upper = semver.Version(0, p.minor + 1, 0, _LOWEST_PRE)
+        upper = _version(0, p.minor + 1, 0, _LOWEST_PRE)
     else:
-        upper = semver.Version(0, 0, p.patch + 1, _LOWEST_PRE)
+        upper = _version(0, 0, p.patch + 1, _LOWEST_PRE)
     return (_Comparator(">=", p.floor()), _Comparator("<", upper))
 
 
@@ -257,7 +278,7 @@ def _hyphen(low: _Partial, high: _Partial) -> tuple[_Comparator, ...]:
         out.append(_Comparator(">=", low.floor()))
     if high.major is not None:
         out.append(_Comparator("<", high.ceiling()) if high.wild else _Comparator("<=", high.floor()))
-    return tuple(out) or _ANY
+    return tuple(out) or _any()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from mirrord.oci.convert import unsupported_transform
 from mirrord.plan import Entry, Plan, TargetConfig
 from mirrord.registry.base import Repository, RepositoryOpener
 from mirrord.registry.errors import NotFound, RegistryError
-from mirrord.sync.dryrun import dry_run
 from mirrord.sync.expand import run_pattern
 from mirrord.sync.hints import add_missing_tag_hints, warn_if_nothing_selected
 from mirrord.sync.prune import prune_allowed
@@ -291,6 +290,8 @@ class SyncRunner:
         targets: Sequence[tuple[TargetConfig, Repository]],
     ) -> list[ImageReport]:
         """The checks of a real pass, per tag and target (:mod:`mirrord.sync.dryrun`). Writes nothing."""
+        from mirrord.sync.dryrun import dry_run  # only a --dry-run pass loads it
+
         return await dry_run(
             entry.name, source_text, self._requests(entry, source, versions, targets), versions
         )
