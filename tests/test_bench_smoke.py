@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import importlib.machinery
 import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from dataclasses import asdict
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import bench.__main__ as bench_main
 from bench.corpus import Corpus, CorpusSpec, LayerKey, LayerStream, config_bytes, image_layers
 from bench.daemon import Daemon
 from bench.floor import write_blob_list
@@ -268,3 +272,34 @@ def test_small_spec_is_one_single_platform_image_per_repository() -> None:
     spec = small_spec("s")
     assert (spec.repos, spec.tags, spec.platforms, spec.index) == (144, 1, 1, False)
     assert spec.key() != tags_spec(144, 1, "s").key()  # its own kept source
+
+
+def test_bench_byte_compiles_the_packages_its_children_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measured processes run from bytecode, as an installed mirrord does; a stale .pyc is not used."""
+    for name in ("mirrord", "bench"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"WHO = {name!r}\n")
+
+    def find_spec(name: str) -> importlib.machinery.ModuleSpec:
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(tmp_path / name)]
+        return spec
+
+    monkeypatch.setattr(bench_main.importlib.util, "find_spec", find_spec)
+    assert bench_main.compile_bytecode() == [str(tmp_path / "mirrord"), str(tmp_path / "bench")]
+    for name in ("mirrord", "bench"):
+        assert list((tmp_path / name / "__pycache__").glob("__init__.*.pyc"))
+    # Changed after compiling (another size): the child imports the new source, not the old bytecode.
+    (tmp_path / "mirrord" / "__init__.py").write_text("WHO = 'changed source'\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path), PYTHONDONTWRITEBYTECODE="1")
+    out = subprocess.run(
+        [sys.executable, "-c", "import mirrord; print(mirrord.WHO)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "changed source"
