@@ -12,7 +12,7 @@ logs and reports, never as metric labels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -162,19 +162,45 @@ Subscriber = Callable[[Event], None]
 
 
 class EventBus:
-    """Fan events out to subscribers, synchronously and in subscription order."""
+    """Fan events out to subscribers, synchronously and in subscription order.
+
+    A subscriber may name the event types it handles (``kinds``); it then hears only those, and
+    :meth:`wants` lets an emitter skip building an event nobody hears (the transport's
+    per-request :class:`HttpRequestDone`)."""
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, frozenset[type[Event]] | None]] = []
+        self._wanted: dict[type[Event], bool] = {}
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Add ``subscriber``; returns a function that removes it again."""
-        self._subscribers.append(subscriber)
-        return lambda: self._subscribers.remove(subscriber)
+    def subscribe(
+        self, subscriber: Subscriber, kinds: Iterable[type[Event]] | None = None
+    ) -> Callable[[], None]:
+        """Add ``subscriber`` (for every event, or only those of ``kinds``); returns a function
+        that removes it again."""
+        entry = (subscriber, None if kinds is None else frozenset(kinds))
+        self._subscribers.append(entry)
+        self._wanted.clear()
+
+        def unsubscribe() -> None:
+            self._subscribers.remove(entry)
+            self._wanted.clear()
+
+        return unsubscribe
+
+    def wants(self, kind: type[Event]) -> bool:
+        """True when some subscriber hears events of type ``kind``."""
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            wanted = any(kinds is None or kind in kinds for _, kinds in self._subscribers)
+            self._wanted[kind] = wanted
+        return wanted
 
     def emit(self, event: Event) -> None:
-        """Deliver ``event`` to every subscriber; a failing subscriber is logged, never raised."""
-        for subscriber in tuple(self._subscribers):
+        """Deliver ``event`` to every subscriber that hears it; a failing subscriber is logged,
+        never raised."""
+        for subscriber, kinds in tuple(self._subscribers):
+            if kinds is not None and type(event) not in kinds:
+                continue
             try:
                 subscriber(event)
             except Exception:

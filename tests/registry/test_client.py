@@ -20,6 +20,7 @@ from mirrord.core.events import (
     Event,
     EventBus,
     HttpRequestDone,
+    ImageDone,
     RateLimitObserved,
     RetryScheduled,
 )
@@ -676,3 +677,34 @@ def test_credentials_go_only_over_https_unless_the_plan_chose_plain_http() -> No
     assert not secure._may_send_credentials("http://auth.example/token")
     plain = RegistryClient(RegistrySettings(host="r.example", tls=TLSSettings(enabled=False)), Transport())
     assert plain._may_send_credentials("http://r.example/token")
+
+
+async def test_a_bus_whose_subscribers_name_their_kinds_gets_no_request_events(fake: FakeRegistry) -> None:
+    """Per-request events are built only when a subscriber hears them: a bus whose only subscriber
+    asked for image events gets no HttpRequestDone built or delivered; one hearing everything does."""
+    fake.manifests[("lib/app", "1")] = (image(b"layer"), mt.OCI_MANIFEST)
+    picky: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(picky.append, kinds=(ImageDone, RateLimitObserved))
+    async with Transport(events=bus) as transport:
+        assert await repo_of(fake, transport).manifest_head("1") is not None
+        assert not bus.wants(HttpRequestDone)
+        assert picky == []
+        everything: list[Event] = []
+        unsubscribe = bus.subscribe(everything.append)
+        assert bus.wants(HttpRequestDone)
+        assert await repo_of(fake, transport).manifest_head("1") is not None
+        assert [type(e) for e in everything] == [HttpRequestDone]
+        assert picky == []
+        unsubscribe()
+        assert not bus.wants(HttpRequestDone)
+
+
+async def test_a_manifest_head_takes_and_gives_back_its_slot(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    fake.manifests[("lib/app", "1")] = (image(b"layer"), mt.OCI_MANIFEST)
+    repo = repo_of(fake, transport, max_connections=1)
+    await asyncio.gather(*(repo.manifest_head("1") for _ in range(5)))
+    limits = transport.limits_for(repo.client.settings)
+    assert limits.concurrency.in_use == 0

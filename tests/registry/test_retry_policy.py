@@ -3,13 +3,14 @@ clock, and the copy engine's blob retries drawn from it (jittered, like every ot
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
 from mirrord.copy.limits import Limits
 from mirrord.registry.errors import NotFound, RateLimited, RegistryError, TransportError
-from mirrord.registry.http.retry import RetryPolicy
+from mirrord.registry.http.retry import RetryPolicy, Sleep, Tries
 
 
 class FakeSleep:
@@ -89,3 +90,18 @@ def test_blob_retries_use_the_jittered_policy_of_the_limits() -> None:
     assert all(0.0 <= d <= 1.0 for d in delays)
     assert len(set(delays)) > 100  # jittered, not the same doubling for every client
     assert Limits(retry_backoff=0).blob_retry.backoff(3) == 0.0
+
+
+async def test_a_request_that_succeeds_at_once_builds_no_tries() -> None:
+    made: list[int | None] = []
+
+    class Counting(RetryPolicy):
+        def tries(self, limit: int | None = None, *, sleep: Sleep = asyncio.sleep) -> Tries:
+            made.append(limit)
+            return super().tries(limit, sleep=sleep)
+
+    async def ok() -> str:
+        return "done"
+
+    assert await Counting().run(ok, lambda error, delay: None) == "done"
+    assert made == []

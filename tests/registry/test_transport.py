@@ -67,3 +67,18 @@ async def test_session_exists_only_inside_the_context() -> None:
         assert not transport.session.closed
     with pytest.raises(RuntimeError):
         _ = transport.session
+
+
+async def test_try_acquire_takes_a_free_slot_and_never_one_it_would_wait_for() -> None:
+    limits = HostLimits(max_connections=2, requests_per_second=None)
+    assert limits.try_acquire() == 0
+    assert limits.try_acquire() == 0
+    assert limits.try_acquire() is None  # full: acquire() would wait
+    limits.release()
+    limits.pacer.observe(1, 60.0)  # pacing: acquire() may sleep
+    assert limits.try_acquire() is None
+    limits.pacer.observe(100)
+    assert limits.try_acquire() == 0
+    throttled = HostLimits(max_connections=2, requests_per_second=5)
+    assert throttled.try_acquire() is None  # the rate limiter decides
+    assert throttled.concurrency.in_use == 0

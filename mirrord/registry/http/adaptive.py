@@ -74,6 +74,13 @@ class AdaptiveConcurrency:
             raise
         return self.generation
 
+    def try_acquire(self) -> int | None:
+        """:meth:`acquire` when a slot is free and nobody waits (the generation), else None."""
+        if self.in_use < self.capacity and not self._waiters:
+            self.in_use += 1
+            return self.generation
+        return None
+
     def release(self) -> None:
         """Give a slot back and wake waiters the capacity allows."""
         self.in_use -= 1

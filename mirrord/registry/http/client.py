@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ from mirrord.registry.http.credentials import Credentials, resolve_credentials
 from mirrord.registry.http.repository import HTTPRepository
 from mirrord.registry.http.retry import RetryPolicy, parse_retry_after
 from mirrord.registry.http.session import MAX_ERROR_BODY, Fetched
-from mirrord.registry.http.transport import NETWORK_ERRORS, Transport, network_errors_as_transport
+from mirrord.registry.http.transport import NETWORK_ERRORS, Exchange, Transport, network_errors_as_transport
 from mirrord.registry.settings import RegistrySettings, TLSSettings
 
 T = TypeVar("T")
@@ -329,14 +330,15 @@ class RegistryClient:
         """A request whose whole response is read (at most ``limit`` bytes, else ProtocolError),
         retried as a unit: a connection breaking mid-body is retried like one breaking before.
         ``retry`` False for steps that must not be repeated (the last PUT of a chunked upload)."""
-        context = {"repository": repository, "reference": reference}
-
-        async def attempt() -> Fetched:
+        url = self.url(target)
+        if not retry:
             return await self._attempt_whole(
-                method, self.url(target), scopes, headers, data, ok, limit, context
+                method, url, scopes, headers, data, ok, limit, repository, reference
             )
-
-        return await self.with_retries(attempt) if retry else await attempt()
+        attempt = functools.partial(
+            self._attempt_whole, method, url, scopes, headers, data, ok, limit, repository, reference
+        )
+        return await self.retry.run(attempt, self._report_retry)
 
     async def _attempt_whole(
         self,
@@ -347,38 +349,41 @@ class RegistryClient:
         data: bytes | None,
         ok: Collection[int],
         limit: int,
-        context: Mapping[str, str | None],
+        repository: str | None,
+        reference: str | None,
     ) -> Fetched:
         """:meth:`_attempt` for :meth:`fetch`: the response is read whole inside the exchange, so it
         needs none of the exit stacks that keep a streamed response open for the caller (two per
         request, on the path every manifest HEAD takes). Same auth, errors and release order."""
         for authorizing in (False, True):
+            exchange = _Exchange(self, method, url, scopes, headers, data, False)
             try:
-                async with self._exchange(method, url, scopes, headers, data, False) as (response, sent):
-                    if response.status in ok:
-                        body = b"" if method == "HEAD" else await self._read_whole(response, limit, context)
+                async with exchange as response:
+                    status = response.status
+                    if status in ok:
+                        if method == "HEAD":
+                            body = b""
+                        else:
+                            body = await self._read_whole(response, limit, repository, reference)
                         links = tuple(response.headers.getall("Link", ()))
                         # The response's own (read-only) headers: aiohttp keeps them after release.
-                        return Fetched(response.status, response.headers, body, links)
-                    status, answer = response.status, CIMultiDict(response.headers)
+                        return Fetched(status, response.headers, body, links)
+                    answer = CIMultiDict(response.headers)
                     body = await self._error_body(response)
             except RegistryError as error:
-                error.repository = error.repository or context["repository"]
-                error.reference = error.reference or context["reference"]
+                error.repository = error.repository or repository
+                error.reference = error.reference or reference
                 raise
             # A bytes body (or none) can always be sent again.
-            await self._refused(status, answer, body, sent, True, authorizing, method, context)
+            context = {"repository": repository, "reference": reference}
+            await self._refused(status, answer, body, exchange.sent, True, authorizing, method, context)
         raise AssertionError("unreachable")
 
     async def _read_whole(
-        self, response: aiohttp.ClientResponse, limit: int, context: Mapping[str, str | None]
+        self, response: aiohttp.ClientResponse, limit: int, repository: str | None, reference: str | None
     ) -> bytes:
-        where: dict[str, Any] = {
-            "registry": self.host,
-            "repository": context["repository"],
-            "reference": context["reference"],
-        }
-        too_large = f"{self.host}/{context['repository']}: response larger than {limit} bytes"
+        where: dict[str, Any] = {"registry": self.host, "repository": repository, "reference": reference}
+        too_large = f"{self.host}/{repository}: response larger than {limit} bytes"
         if response.content_length is not None and response.content_length > limit:
             raise ProtocolError(too_large, **where)
         with network_errors_as_transport(self.host, **where):
@@ -437,10 +442,9 @@ class RegistryClient:
         resendable = data is None or isinstance(data, bytes | bytearray)
         for authorizing in (False, True):
             async with contextlib.AsyncExitStack() as inner:
+                exchange = _Exchange(self, method, url, scopes, headers, data, stream)
                 try:
-                    response, sent = await inner.enter_async_context(
-                        self._exchange(method, url, scopes, headers, data, stream)
-                    )
+                    response = await inner.enter_async_context(exchange)
                 except RegistryError as error:
                     error.repository = error.repository or context["repository"]
                     error.reference = error.reference or context["reference"]
@@ -450,7 +454,7 @@ class RegistryClient:
                     return response
                 status, answer = response.status, CIMultiDict(response.headers)
                 body = await self._error_body(response)
-            await self._refused(status, answer, body, sent, resendable, authorizing, method, context)
+            await self._refused(status, answer, body, exchange.sent, resendable, authorizing, method, context)
         raise AssertionError("unreachable")
 
     async def _refused(
@@ -529,30 +533,58 @@ class RegistryClient:
             challenges = await self._probe_challenge()
         return self.auth.challenged(challenges, sent)
 
-    @contextlib.asynccontextmanager
-    async def _exchange(
+
+class _Exchange:
+    """One request of a client, following GET/HEAD redirects (at most MAX_REDIRECTS): ``async with``
+    yields the final response; :attr:`sent` is then the Authorization the registry saw (None when
+    none was sent or the response came from another origin). Authorization goes only to the
+    registry's own origin. A class rather than ``@asynccontextmanager`` (every manifest HEAD passes
+    here): the response, and the transport's exchange holding it, are released on exit."""
+
+    __slots__ = ("_client", "_data", "_headers", "_held", "_method", "_scopes", "_stream", "_url", "sent")
+
+    def __init__(
         self,
+        client: RegistryClient,
         method: str,
         url: str,
         scopes: Sequence[str],
         headers: Mapping[str, str] | None,
         data: Any,
         stream: bool,
-    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, str | None]]:
-        """One request, following GET/HEAD redirects; yields the final response and the
-        Authorization the registry saw. Authorization goes only to the registry's own origin."""
-        current, hops = url, 0
+    ) -> None:
+        self._client = client
+        self._method = method
+        self._url = url
+        self._scopes = scopes
+        self._headers = headers
+        self._data = data
+        self._stream = stream
+        self._held: Exchange | None = None
+        self.sent: str | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        client, method = self._client, self._method
+        current, hops = self._url, 0
         while True:
-            own = self._is_own(current)
-            sent = await self.auth.header(scopes) if own else None
-            send_headers = _with_authorization(headers, sent)
-            async with self.transport.send(
-                self.settings, method, current, headers=send_headers, data=data,
-                tls=self._tls_for(current), hold_slot=not stream,
-            ) as response:  # fmt: skip
-                location = response.headers.get("Location")
-                follow = response.status in REDIRECT_STATUSES and method in ("GET", "HEAD") and location
-                if not follow or hops >= MAX_REDIRECTS:
-                    yield response, (sent if own else None)
-                    return
-            current, hops = urljoin(current, location or ""), hops + 1
+            own = client._is_own(current)
+            if own and client.auth.challenge is not None:
+                sent = await client.auth.header(self._scopes)
+            else:
+                sent = None
+            held = client.transport.send(
+                client.settings, method, current, headers=_with_authorization(self._headers, sent),
+                data=self._data, tls=client._tls_for(current), hold_slot=not self._stream,
+            )  # fmt: skip
+            response = await held.__aenter__()
+            location = response.headers.get("Location") if response.status in REDIRECT_STATUSES else None
+            if not location or method not in ("GET", "HEAD") or hops >= MAX_REDIRECTS:
+                self._held, self.sent = held, sent
+                return response
+            await held.__aexit__(None, None, None)
+            current, hops = urljoin(current, location), hops + 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await held.__aexit__(*exc_info)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 #: The one ``Accept`` of manifest HEADs and GETs: a HEAD asking differently from the GET may be
 #: answered another representation's digest (Docker Hub).
 _ACCEPT = ", ".join(mt.MANIFEST_ACCEPT)
+#: The headers of every manifest HEAD and GET (read only: the client and transport never change it).
+_ACCEPT_HEADERS = {"Accept": _ACCEPT}
 
 
 def media_type_of(content_type: str | None) -> str | None:
@@ -64,6 +66,7 @@ class HTTPRepository:
         self.client = client
         self._name = name
         self.address = RepositoryAddress(client.host, name)
+        self._pull_scopes = self.address.pull_scopes  # every manifest HEAD and GET names them
 
     @property
     def registry_key(self) -> str:
@@ -95,7 +98,7 @@ class HTTPRepository:
     @property
     def pull_scopes(self) -> tuple[str]:
         """Token scopes for reading."""
-        return self.address.pull_scopes
+        return self._pull_scopes
 
     @property
     def push_scopes(self) -> tuple[str]:
@@ -114,8 +117,8 @@ class HTTPRepository:
         digest, type or size (then the descriptor is computed from the bytes)."""
         try:
             fetched = await self.client.fetch(
-                "HEAD", self.path("manifests", reference), scopes=self.pull_scopes,
-                headers={"Accept": _ACCEPT}, repository=self._name, reference=reference,
+                "HEAD", self.address.path("manifests", reference), scopes=self._pull_scopes,
+                headers=_ACCEPT_HEADERS, repository=self._name, reference=reference,
             )  # fmt: skip
         except NotFound:
             return None
@@ -137,8 +140,8 @@ class HTTPRepository:
         Docker-Content-Digest) and parse the manifest. Parse failures raise the model's
         InvalidManifest / UnsupportedManifest (schema1)."""
         fetched = await self.client.fetch(
-            "GET", self.path("manifests", reference), scopes=self.pull_scopes, headers={"Accept": _ACCEPT},
-            limit=MAX_MANIFEST_BYTES, repository=self._name, reference=reference,
+            "GET", self.address.path("manifests", reference), scopes=self._pull_scopes,
+            headers=_ACCEPT_HEADERS, limit=MAX_MANIFEST_BYTES, repository=self._name, reference=reference,
         )  # fmt: skip
         raw = fetched.body
         header = _digest_header(fetched.headers.get("Docker-Content-Digest"))

@@ -70,12 +70,16 @@ class RetryPolicy:
         """Await ``attempt()`` until it returns, raises anything but a retryable
         :class:`RegistryError`, or ``limit`` tries are spent (then the last error is raised).
         ``report(error, delay)`` is called before each wait (metrics and logs see every retry)."""
-        tries = self.tries(limit)
+        tries: Tries | None = None  # made at the first failure: most requests succeed at once
         while True:
             try:
                 return await attempt()
             except RegistryError as error:
-                if not error.retryable or tries.spent:
+                if not error.retryable:
+                    raise
+                if tries is None:
+                    tries = self.tries(limit)
+                if tries.spent:
                     raise
                 failed = error
             await tries.pause(functools.partial(report, failed), failed.retry_after)

@@ -26,7 +26,7 @@ import os
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -170,6 +170,14 @@ class HostLimits:
         await self.pacer.wait()
         return await self.concurrency.acquire()
 
+    def try_acquire(self) -> int | None:
+        """:meth:`acquire` without waiting: the generation when nothing would have made it wait
+        (no rate limiter, no pacing, a free slot and nobody queued), else None (then await
+        :meth:`acquire`). The usual request takes this path and needs no coroutine for its slot."""
+        if self.throttler is None and self.pacer.spacing <= 0:
+            return self.concurrency.try_acquire()
+        return None
+
     def release(self) -> None:
         """Give the slot back."""
         self.concurrency.release()
@@ -178,14 +186,18 @@ class HostLimits:
         """Adapt to a response to a request admitted in ``generation``: 429 halves the concurrency
         (once per generation), any other answer grows it slowly; ``ratelimit-remaining`` feeds the
         pacer."""
+        self.answered_quota(status, headers.get("ratelimit-remaining"), generation)
+
+    def answered_quota(self, status: int, header: str | None, generation: int) -> None:
+        """:meth:`answered` with the ``ratelimit-remaining`` header already read (or None)."""
         if status == 429:
             self.concurrency.throttled(generation)
         else:
             self.concurrency.succeeded()
-        header = headers.get("ratelimit-remaining")
-        remaining = parse_ratelimit_remaining(header)
-        if remaining is not None:
-            self.pacer.observe(remaining, parse_ratelimit_window(header))
+        if header:
+            remaining = parse_ratelimit_remaining(header)
+            if remaining is not None:
+                self.pacer.observe(remaining, parse_ratelimit_window(header))
 
 
 class Transport:
@@ -291,8 +303,7 @@ class Transport:
             context = self._ssl[tls] = build_ssl_context(tls)
         return context
 
-    @contextlib.asynccontextmanager
-    async def send(
+    def send(
         self,
         settings: RegistrySettings,
         method: str,
@@ -302,27 +313,13 @@ class Transport:
         data: Any = None,
         tls: TLSSettings | None = None,
         hold_slot: bool = True,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One exchange with ``url`` under ``settings.host``'s limits; yields the response.
+    ) -> Exchange:
+        """One exchange with ``url`` under ``settings.host``'s limits, as an async context manager
+        yielding the response (released, and its slot given back, when the context exits).
 
         ``tls`` overrides the registry's TLS settings (a redirect to another host gets defaults).
         """
-        limits = self.limits_for(settings)
-        generation = await limits.acquire()
-        holding = True
-        try:
-            response = await self._request(settings, method, url, headers, data, tls or settings.tls)
-            limits.answered(response.status, response.headers, generation)
-            try:
-                if not hold_slot:
-                    limits.release()
-                    holding = False
-                yield response
-            finally:
-                response.release()
-        finally:
-            if holding:
-                limits.release()
+        return Exchange(self, settings, method, url, headers, data, tls or settings.tls, hold_slot)
 
     async def _request(
         self,
@@ -332,7 +329,10 @@ class Transport:
         headers: Mapping[str, str] | None,
         data: Any,
         tls: TLSSettings,
-    ) -> aiohttp.ClientResponse:
+    ) -> tuple[aiohttp.ClientResponse, str | None]:
+        """The response, and its ``ratelimit-remaining`` header (read once for the event and the
+        limits)."""
+        events = self.events
         started = time.monotonic()
         try:
             response = await self.session.request(
@@ -345,10 +345,99 @@ class Transport:
                 timeout=self.timeout_for(settings),
             )
         except NETWORK_ERRORS as exc:
-            self.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
+            if events is not None and events.wants(HttpRequestDone):
+                events.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
             raise network_error(exc, f"{method} {settings.host}", registry=settings.host) from exc
-        self.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
-        remaining = parse_ratelimit_remaining(response.headers.get("ratelimit-remaining"))
-        if remaining is not None:
-            self.emit(RateLimitObserved(settings.host, remaining))
+        if events is not None and events.wants(HttpRequestDone):
+            events.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
+        header = response.headers.get("ratelimit-remaining")
+        if header and events is not None:
+            remaining = parse_ratelimit_remaining(header)
+            if remaining is not None:
+                events.emit(RateLimitObserved(settings.host, remaining))
+        return response, header
+
+
+class Exchange:
+    """What :meth:`Transport.send` returns: ``async with`` takes a slot of the registry's limits
+    (waiting only when they say so), sends, and yields the response; leaving releases the
+    response, then the slot (unless ``hold_slot`` False gave it back once the headers arrived).
+    A class rather than ``@asynccontextmanager``: every manifest HEAD passes here, and a generator
+    based context manager costs a generator, its frames and several calls more per request."""
+
+    __slots__ = (
+        "_data",
+        "_headers",
+        "_hold_slot",
+        "_holding",
+        "_limits",
+        "_method",
+        "_response",
+        "_settings",
+        "_tls",
+        "_transport",
+        "_url",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        transport: Transport,
+        settings: RegistrySettings,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        data: Any,
+        tls: TLSSettings,
+        hold_slot: bool,
+    ) -> None:
+        self._transport = transport
+        self._settings = settings
+        self._method = method
+        self._url = url
+        self._headers = headers
+        self._data = data
+        self._tls = tls
+        self._hold_slot = hold_slot
+        self._limits: HostLimits | None = None
+        self._response: aiohttp.ClientResponse | None = None
+        self._holding = False
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        transport = self._transport
+        limits = transport.limits_for(self._settings)
+        generation = limits.try_acquire()
+        if generation is None:
+            generation = await limits.acquire()
+        self._limits, self._holding = limits, True
+        try:
+            response, quota = await transport._request(
+                self._settings, self._method, self._url, self._headers, self._data, self._tls
+            )
+        except BaseException:
+            self._release_slot()
+            raise
+        self._response = response
+        try:
+            limits.answered_quota(response.status, quota, generation)
+        except BaseException:
+            self._release()
+            raise
+        if not self._hold_slot:
+            self._release_slot()
         return response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        response, self._response = self._response, None
+        try:
+            if response is not None:
+                response.release()
+        finally:
+            self._release_slot()
+
+    def _release_slot(self) -> None:
+        if self._holding and self._limits is not None:
+            self._holding = False
+            self._limits.release()
