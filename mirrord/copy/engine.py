@@ -37,10 +37,10 @@ import asyncio
 import contextvars
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 from mirrord.copy.artifacts import ArtifactReport, Artifacts, artifact_views
 from mirrord.copy.blobs import BlobTransfers
@@ -85,17 +85,69 @@ DEFAULT_LIMITS = Limits()
 
 class _CheckSlot:
     """A ``limits.checks`` slot that ``copy_many`` took for one image: released once, either when the
-    image, found out of date, got an image slot and starts copying, or when it ends. So at most
-    ``checks`` images are being checked or waiting for an image slot, plus ``images`` copying."""
+    image, found out of date, got an image slot and starts copying (:meth:`hand_over`: the batch
+    starts another worker for the next image meanwhile), or when it ends. So at most ``checks``
+    images are being checked or waiting for an image slot, plus ``images`` copying."""
 
-    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+    __slots__ = ("_batch", "_semaphore", "handed_over")
+
+    def __init__(self, semaphore: asyncio.Semaphore, batch: _Batch | None = None) -> None:
         self._semaphore: asyncio.Semaphore | None = semaphore
+        self._batch = batch
+        #: True once :meth:`hand_over` ran: the worker that copies this image stops after it.
+        self.handed_over = False
 
     def release(self) -> None:
         """Give the slot back (again: nothing)."""
         semaphore, self._semaphore = self._semaphore, None
         if semaphore is not None:
             semaphore.release()
+
+    def hand_over(self) -> None:
+        """The image copies from now on: give the slot back and let the batch start a worker for
+        the next request (this one's worker ends with the image)."""
+        if self._semaphore is None:
+            return
+        self.release()
+        self.handed_over = True
+        if self._batch is not None:
+            self._batch.checking -= 1
+            self._batch.spawn()
+
+
+class _Batch:
+    """The requests of one :meth:`CopyEngine.copy_many`, worked through by a few worker tasks
+    instead of one task per image: up to ``limits.checks`` workers check (and copy) one image after
+    another, each taking the next request once it holds a check slot (engine-wide, shared by the
+    batches of concurrent entries). A worker whose image starts copying hands its check slot over
+    to a new worker and ends with that image. Results keep request order."""
+
+    __slots__ = ("checking", "engine", "exhausted", "group", "requests", "results")
+
+    def __init__(self, engine: CopyEngine, requests: Iterable[CopyRequest], group: asyncio.TaskGroup) -> None:
+        self.engine = engine
+        self.requests: Iterator[CopyRequest] = iter(requests)
+        self.group = group
+        self.results: list[CopyResult | None] = []
+        #: Workers checking an image or waiting for a check slot (not those copying).
+        self.checking = 0
+        self.exhausted = False
+
+    def spawn(self) -> None:
+        """Start one more worker, unless ``checks`` of them already check or wait, or no request
+        is left."""
+        if not self.exhausted and self.checking < self.engine.limits.checks:
+            self.checking += 1
+            self.group.create_task(self.engine._work(self))
+
+    def next_request(self) -> CopyRequest | None:
+        """The next request (None once there is none)."""
+        if not self.exhausted:
+            request = next(self.requests, None)
+            if request is not None:
+                return request
+            self.exhausted = True
+        return None
 
 
 #: The check slot of the image ``copy_many`` is copying in this task (None for a direct ``copy``).
@@ -202,16 +254,15 @@ class CopyEngine:
     async def copy_many(self, requests: Iterable[CopyRequest]) -> list[CopyResult]:
         """Copy every request: at most ``limits.checks`` unchanged checks and ``limits.images`` copies
         at once; results in request order. One failing image never cancels the others."""
-        tasks: list[asyncio.Task[CopyResult]] = []
         try:
             async with asyncio.TaskGroup() as group:
-                for request in requests:
-                    await self._checks.acquire()
-                    tasks.append(group.create_task(self._copy_with_slot(request)))
+                batch = _Batch(self, requests, group)
+                batch.spawn()
         finally:
             self._save_locations()
             self._save_conversions()
-        return [task.result() for task in tasks]
+        # Every worker ended normally, so every request has its result.
+        return cast("list[CopyResult]", batch.results)
 
     async def copy(self, request: CopyRequest) -> CopyResult:
         """Copy one image to every target. Failures come back as outcome ``failed`` with ``error``
@@ -333,7 +384,7 @@ class CopyEngine:
         async with self._images:
             slot = _check_slot.get()
             if slot is not None:
-                slot.release()  # copying now: the next image's check may start meanwhile
+                slot.hand_over()  # copying now: the next image's check may start meanwhile
             return await self._copy_stale(image, stale)
 
     def _all_new(self, request: CopyRequest) -> bool:
@@ -575,13 +626,33 @@ class CopyEngine:
 
     # -- housekeeping --------------------------------------------------------------------------------
 
-    async def _copy_with_slot(self, request: CopyRequest) -> CopyResult:
-        """``copy`` holding a check slot until the image's unchanged check is over."""
-        slot = _CheckSlot(self._checks)
-        token = _check_slot.set(slot)
+    async def _work(self, batch: _Batch) -> None:
+        """A worker of ``batch``: take a check slot, then the next request, and copy it; again,
+        until no request is left or this worker's image handed its check slot over."""
         task = asyncio.current_task()
+        assert task is not None
+        while True:
+            await self._checks.acquire()
+            request = batch.next_request()
+            if request is None:
+                self._checks.release()
+                batch.checking -= 1
+                return
+            index = len(batch.results)
+            batch.results.append(None)
+            batch.spawn()  # the next request gets checked meanwhile (up to ``checks`` workers)
+            slot = _CheckSlot(self._checks, batch)
+            batch.results[index] = await self._copy_with_slot(request, slot, task)
+            if slot.handed_over:
+                return  # a new worker took this one's place when the image started copying
+
+    async def _copy_with_slot(
+        self, request: CopyRequest, slot: _CheckSlot, task: asyncio.Task[None]
+    ) -> CopyResult:
+        """``copy`` holding ``slot`` until the image's unchanged check is over."""
+        token = _check_slot.set(slot)
         try:
-            if self.stopping or task is None:
+            if self.stopping:
                 return _interrupted(request)
             self._running.add(task)
             try:
@@ -591,9 +662,9 @@ class CopyEngine:
                 if not self.stopping or task.uncancel() > 0:
                     raise
                 return _interrupted(request)
-        finally:
-            if task is not None:
+            finally:
                 self._running.discard(task)
+        finally:
             slot.release()
             _check_slot.reset(token)
 

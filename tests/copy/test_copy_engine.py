@@ -598,6 +598,32 @@ async def test_unchanged_checks_are_not_held_up_by_copies(
     assert order[-1].endswith("app0:1"), order
 
 
+async def test_copy_many_works_through_images_with_a_few_tasks_not_one_per_image(
+    source: MemoryRegistry, target: MemoryRegistry
+) -> None:
+    """Images are checked by at most ``checks`` worker tasks, one image after another (a task per
+    image costs more than the HEADs of a nothing-changed image); results keep request order, and
+    the check slots and copies stay bounded as before."""
+    src = source.repository("app")
+    for n in range(3):
+        await push_image(src, [layer("base", 3000), layer(f"app{n}", 500)], tag=f"{n}")
+    for n in range(3, 40):
+        await push_image(src, [layer("base", 3000)], tag=f"{n}", config=f'{{"n": {n}}}'.encode())
+    dst = target.repository("app")
+    reqs = [request(src, str(n), (dst, str(n))) for n in range(40)]
+    await CopyEngine().copy_many(reqs[3:])  # 3..39 up to date, 0..2 to copy
+    tasks: set[int] = set()
+    bus = EventBus()
+    bus.subscribe(
+        lambda e: tasks.add(id(asyncio.current_task())) if type(e).__name__ == "ImageStarted" else None
+    )
+    results = await CopyEngine(limits=Limits(checks=3, images=1), events=bus).copy_many(reqs)
+    assert [r.reference for r in results] == [str(n) for n in range(40)]
+    assert [r.outcome for r in results] == ["copied"] * 3 + ["unchanged"] * 37
+    # ``checks`` workers, plus one more each time an image handed its check slot over to copy.
+    assert len(tasks) <= 3 + 3
+
+
 async def test_largest_blobs_go_first(source: MemoryRegistry, target: MemoryRegistry) -> None:
     src = source.repository("app")
     await push_image(src, [layer("small", 10), layer("big", 9000), layer("mid", 500)], tag="1")
