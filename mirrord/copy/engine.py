@@ -170,6 +170,11 @@ class _Image:
     artifacts: ArtifactReport = field(default_factory=ArtifactReport)
 
     @property
+    def failed(self) -> bool:
+        """True when a target or an artifact failed (:attr:`errors` is not empty)."""
+        return bool(self.failures or self.artifacts.failures)
+
+    @property
     def errors(self) -> list[str]:
         """Every failure: per target in target order, then the artifacts'."""
         return [self.failures[i] for i in sorted(self.failures)] + self.artifacts.failures
@@ -268,8 +273,9 @@ class CopyEngine:
         """Copy one image to every target. Failures come back as outcome ``failed`` with ``error``
         (and are logged); only CancelledError propagates."""
         image = _Image(request, display(request))
-        targets = tuple(str(t.repository) for t in request.targets)
-        self.events.emit(ImageStarted(request.entry, image.display, targets))
+        if self.events.wants(ImageStarted):
+            targets = tuple(str(t.repository) for t in request.targets)
+            self.events.emit(ImageStarted(request.entry, image.display, targets))
         try:
             outcome = await self._copy(image)
         except ImageRefused as exc:
@@ -277,7 +283,7 @@ class CopyEngine:
         except Exception as exc:
             self.reach.note(exc)
             return self._failed(image, describe(exc), exc)
-        if image.errors:
+        if image.failed:
             return self._failed(image, "; ".join(image.errors))
         self.events.emit(
             ImageDone(

@@ -36,7 +36,13 @@ async def check_targets(
         if t.tag is not None and i not in skip
     }
     try:
-        source_digest = await source_digest_of(request)
+        if is_digest(request.reference):
+            source_digest = Digest.parse(request.reference)
+        else:  # source_digest_of's HEAD, awaited here: one coroutine less per image
+            head = await request.source.manifest_head(request.reference)
+            if head is None:
+                raise _source_not_found(request)
+            source_digest = head.digest
     except BaseException:
         for task in by_tag.values():
             task.cancel()
@@ -62,13 +68,17 @@ async def source_digest_of(request: CopyRequest) -> Digest:
         return Digest.parse(request.reference)
     head = await request.source.manifest_head(request.reference)
     if head is None:
-        raise NotFound(
-            f"{display(request)} not found",
-            registry=request.source.registry_key,
-            repository=request.source.name,
-            reference=request.reference,
-        )
+        raise _source_not_found(request)
     return head.digest
+
+
+def _source_not_found(request: CopyRequest) -> NotFound:
+    return NotFound(
+        f"{display(request)} not found",
+        registry=request.source.registry_key,
+        repository=request.source.name,
+        reference=request.reference,
+    )
 
 
 async def target_state(

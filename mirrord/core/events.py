@@ -161,6 +161,18 @@ Event = (
 Subscriber = Callable[[Event], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """A subscriber together with the event types it handles: :meth:`EventBus.subscribe` hears it
+    only for those (so an emitter can skip an event nobody handles). Callable like the subscriber."""
+
+    subscriber: Subscriber
+    kinds: frozenset[type[Event]]
+
+    def __call__(self, event: Event) -> None:
+        self.subscriber(event)
+
+
 class EventBus:
     """Fan events out to subscribers, synchronously and in subscription order.
 
@@ -175,8 +187,10 @@ class EventBus:
     def subscribe(
         self, subscriber: Subscriber, kinds: Iterable[type[Event]] | None = None
     ) -> Callable[[], None]:
-        """Add ``subscriber`` (for every event, or only those of ``kinds``); returns a function
-        that removes it again."""
+        """Add ``subscriber`` (for every event, or only those of ``kinds``, by default the kinds
+        of a :class:`Heard`); returns a function that removes it again."""
+        if kinds is None and isinstance(subscriber, Heard):
+            kinds = subscriber.kinds
         entry = (subscriber, None if kinds is None else frozenset(kinds))
         self._subscribers.append(entry)
         self._wanted.clear()

@@ -158,7 +158,11 @@ def event_logger(*, verbose: bool = False) -> Callable[[ev.Event], None]:
             case _:
                 pass
 
-    return log_event
+    # Only these reach a line (the bus then builds no per-request event for this logger alone).
+    kinds: set[type[ev.Event]] = {ev.ImageDone, ev.ImageFailed, ev.ImageRejected, ev.RetryScheduled}
+    if verbose:
+        kinds |= {ev.ImageStarted, ev.BlobDone, ev.ManifestPushed}
+    return ev.Heard(log_event, frozenset(kinds))
 
 
 def _log(level: int, msg: str, entry: str, image: str, digest: str | None, **more: Any) -> None:

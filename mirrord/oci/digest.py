@@ -15,6 +15,8 @@ from mirrord.oci.errors import InvalidDigest
 _ALGORITHM_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$")
 _ENCODED_RE = re.compile(r"^[a-zA-Z0-9=_-]+$")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+#: The usual digest, which passes every check of :meth:`Digest.parse` (one regex instead of four).
+_SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -27,6 +29,8 @@ class Digest:
     @classmethod
     def parse(cls, text: str) -> Digest:
         """Parse ``algorithm:encoded``; raise :class:`InvalidDigest` naming what is wrong."""
+        if _SHA256_RE.fullmatch(text):
+            return cls("sha256", text[7:])
         algorithm, sep, encoded = text.partition(":")
         if not sep or not algorithm or not encoded:
             raise InvalidDigest(f"digest {text!r} is not of the form algorithm:hex")

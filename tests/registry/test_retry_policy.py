@@ -105,3 +105,25 @@ async def test_a_request_that_succeeds_at_once_builds_no_tries() -> None:
 
     assert await Counting().run(ok, lambda error, delay: None) == "done"
     assert made == []
+
+
+async def test_run_goes_on_after_a_first_try_the_caller_made() -> None:
+    """``failed``: the caller made the first try itself (the client's fast path); the loop waits,
+    reports that failure, and makes at most ``attempts - 1`` more tries."""
+    policy = RetryPolicy(attempts=3, base=0.0)
+    calls: list[int] = []
+    reported: list[str] = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        raise TransportError(f"reset #{len(calls) + 1}")
+
+    with pytest.raises(TransportError, match="reset #3"):
+        await policy.run(
+            attempt, lambda error, delay: reported.append(str(error)), failed=TransportError("reset #1")
+        )
+    assert len(calls) == 2
+    assert reported == ["reset #1", "reset #2"]
+    with pytest.raises(TransportError, match="only"):
+        await RetryPolicy(attempts=1).run(attempt, lambda error, delay: None, failed=TransportError("only"))
+    assert len(calls) == 2

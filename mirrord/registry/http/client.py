@@ -146,8 +146,11 @@ def _with_authorization(headers: Mapping[str, str] | None, sent: str | None) -> 
     """``headers`` with ``Authorization: sent`` (when not None) and no other Authorization. The
     caller's mapping itself when it has none and none is sent: no dict built per request (the
     transport and aiohttp only read it)."""
-    if headers is not None and any(k.lower() == "authorization" for k in headers):
-        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    if headers is not None:
+        for key in headers:
+            if key.lower() == "authorization":
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                break
     if sent is None:
         return headers
     return {**(headers or {}), "Authorization": sent}
@@ -188,6 +191,7 @@ class RegistryClient:
         self.chunked_uploads: bool | None = None
         scheme = "https" if settings.tls.enabled else "http"
         self.base_url = f"{scheme}://{api_host or settings.host}"
+        self._own_prefix = self.base_url + "/"
         self._credential_source = credentials
         self._credentials: tuple[Credentials | None] | None = None
         self._credentials_lock = asyncio.Lock()
@@ -254,7 +258,7 @@ class RegistryClient:
 
     def _is_own(self, url: str) -> bool:
         """True when ``url`` is on the registry's own origin (the URLs we build: a prefix test)."""
-        return url.startswith(self.base_url + "/") or _origin(url) == _origin(self.base_url)
+        return url.startswith(self._own_prefix) or _origin(url) == _origin(self.base_url)
 
     def _tls_for(self, url: str) -> TLSSettings:
         if self._is_own(url):
@@ -331,14 +335,18 @@ class RegistryClient:
         retried as a unit: a connection breaking mid-body is retried like one breaking before.
         ``retry`` False for steps that must not be repeated (the last PUT of a chunked upload)."""
         url = self.url(target)
-        if not retry:
+        try:  # the first try here, not in the policy's loop: most requests need no other
             return await self._attempt_whole(
                 method, url, scopes, headers, data, ok, limit, repository, reference
             )
+        except RegistryError as error:
+            if not retry or not error.retryable:
+                raise
+            failed = error
         attempt = functools.partial(
             self._attempt_whole, method, url, scopes, headers, data, ok, limit, repository, reference
         )
-        return await self.retry.run(attempt, self._report_retry)
+        return await self.retry.run(attempt, self._report_retry, failed=failed)
 
     async def _attempt_whole(
         self,
@@ -574,7 +582,8 @@ class _Exchange:
                 sent = None
             held = client.transport.send(
                 client.settings, method, current, headers=_with_authorization(self._headers, sent),
-                data=self._data, tls=client._tls_for(current), hold_slot=not self._stream,
+                data=self._data, tls=client.settings.tls if own else client._tls_for(current),
+                hold_slot=not self._stream,
             )  # fmt: skip
             response = await held.__aenter__()
             location = response.headers.get("Location") if response.status in REDIRECT_STATUSES else None

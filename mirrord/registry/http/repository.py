@@ -66,12 +66,14 @@ class HTTPRepository:
         self.client = client
         self._name = name
         self.address = RepositoryAddress(client.host, name)
+        self._registry_key = client.host
+        self._text = f"{client.host}/{name}"
         self._pull_scopes = self.address.pull_scopes  # every manifest HEAD and GET names them
 
     @property
     def registry_key(self) -> str:
         """The registry host (``127.0.0.1:5000``): repositories of one registry can mount."""
-        return self.client.host
+        return self._registry_key
 
     @property
     def name(self) -> str:
@@ -79,7 +81,7 @@ class HTTPRepository:
         return self._name
 
     def __str__(self) -> str:
-        return f"{self.client.host}/{self._name}"
+        return self._text
 
     def __repr__(self) -> str:
         return f"HTTPRepository({str(self)!r})"

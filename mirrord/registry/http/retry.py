@@ -66,23 +66,28 @@ class RetryPolicy:
         report: Callable[[RegistryError, float], None],
         *,
         limit: int | None = None,
+        failed: RegistryError | None = None,
     ) -> T:
         """Await ``attempt()`` until it returns, raises anything but a retryable
         :class:`RegistryError`, or ``limit`` tries are spent (then the last error is raised).
-        ``report(error, delay)`` is called before each wait (metrics and logs see every retry)."""
+        ``report(error, delay)`` is called before each wait (metrics and logs see every retry).
+        ``failed``: the caller made the first try itself (outside this loop) and it failed with
+        this retryable error; the loop goes on with the wait before the second."""
         tries: Tries | None = None  # made at the first failure: most requests succeed at once
         while True:
-            try:
-                return await attempt()
-            except RegistryError as error:
-                if not error.retryable:
-                    raise
-                if tries is None:
-                    tries = self.tries(limit)
-                if tries.spent:
-                    raise
-                failed = error
+            if failed is None:
+                try:
+                    return await attempt()
+                except RegistryError as error:
+                    if not error.retryable:
+                        raise
+                    failed = error
+            if tries is None:
+                tries = self.tries(limit)
+            if tries.spent:
+                raise failed
             await tries.pause(functools.partial(report, failed), failed.retry_after)
+            failed = None
 
 
 class Tries:

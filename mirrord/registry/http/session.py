@@ -12,6 +12,7 @@ modules imports the client or the repository: the dependencies point one way.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from mirrord.registry.settings import RegistrySettings
 #: How much of a response body ``fetch`` reads by default (error JSON is small; a misbehaving
 #: proxy's page is not).
 MAX_ERROR_BODY = 64 * 1024
+
+#: Characters ``quote(..., safe=":")`` leaves as they are.
+_QUOTE_FREE = re.compile(r"[A-Za-z0-9_.~:-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,9 @@ class RepositoryAddress:
 
     def path(self, kind: str, reference: str = "") -> str:
         """``/v2/<name>/<kind>/<reference>`` (reference URL-quoted)."""
-        return f"/v2/{self.name}/{kind}/{quote(reference, safe=':')}"
+        if not _QUOTE_FREE.fullmatch(reference):  # tags and digests are, and need no quote()
+            reference = quote(reference, safe=":")
+        return f"/v2/{self.name}/{kind}/{reference}"
 
     @property
     def uploads_path(self) -> str:

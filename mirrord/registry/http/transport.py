@@ -321,42 +321,6 @@ class Transport:
         """
         return Exchange(self, settings, method, url, headers, data, tls or settings.tls, hold_slot)
 
-    async def _request(
-        self,
-        settings: RegistrySettings,
-        method: str,
-        url: str,
-        headers: Mapping[str, str] | None,
-        data: Any,
-        tls: TLSSettings,
-    ) -> tuple[aiohttp.ClientResponse, str | None]:
-        """The response, and its ``ratelimit-remaining`` header (read once for the event and the
-        limits)."""
-        events = self.events
-        started = time.monotonic()
-        try:
-            response = await self.session.request(
-                method,
-                encoded_url(url),
-                headers=headers,  # aiohttp merges it into a new CIMultiDict: no copy here
-                data=data,
-                allow_redirects=False,
-                ssl=self.ssl_for(tls) if url.startswith("https:") else True,
-                timeout=self.timeout_for(settings),
-            )
-        except NETWORK_ERRORS as exc:
-            if events is not None and events.wants(HttpRequestDone):
-                events.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
-            raise network_error(exc, f"{method} {settings.host}", registry=settings.host) from exc
-        if events is not None and events.wants(HttpRequestDone):
-            events.emit(HttpRequestDone(settings.host, method, response.status, time.monotonic() - started))
-        header = response.headers.get("ratelimit-remaining")
-        if header and events is not None:
-            remaining = parse_ratelimit_remaining(header)
-            if remaining is not None:
-                events.emit(RateLimitObserved(settings.host, remaining))
-        return response, header
-
 
 class Exchange:
     """What :meth:`Transport.send` returns: ``async with`` takes a slot of the registry's limits
@@ -409,15 +373,37 @@ class Exchange:
         if generation is None:
             generation = await limits.acquire()
         self._limits, self._holding = limits, True
+        settings, method, url = self._settings, self._method, self._url
+        events = transport.events
+        timed = events is not None and events.wants(HttpRequestDone)
+        started = time.monotonic() if timed else 0.0
         try:
-            response, quota = await transport._request(
-                self._settings, self._method, self._url, self._headers, self._data, self._tls
+            response = await transport.session.request(
+                method,
+                encoded_url(url),
+                headers=self._headers,  # aiohttp merges it into a new CIMultiDict: no copy here
+                data=self._data,
+                allow_redirects=False,
+                ssl=transport.ssl_for(self._tls) if url.startswith("https:") else True,
+                timeout=transport.timeout_for(settings),
             )
-        except BaseException:
+        except BaseException as exc:
             self._release_slot()
+            if isinstance(exc, NETWORK_ERRORS):
+                if timed:
+                    transport.emit(HttpRequestDone(settings.host, method, 0, time.monotonic() - started))
+                raise network_error(exc, f"{method} {settings.host}", registry=settings.host) from exc
             raise
         self._response = response
         try:
+            if timed:
+                elapsed = time.monotonic() - started
+                transport.emit(HttpRequestDone(settings.host, method, response.status, elapsed))
+            quota = response.headers.get("ratelimit-remaining")
+            if quota and events is not None:
+                remaining = parse_ratelimit_remaining(quota)
+                if remaining is not None:
+                    transport.emit(RateLimitObserved(settings.host, remaining))
             limits.answered_quota(response.status, quota, generation)
         except BaseException:
             self._release()
