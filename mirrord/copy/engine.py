@@ -564,11 +564,17 @@ class CopyEngine:
     # -- manifests -----------------------------------------------------------------------------------
 
     async def _push_manifests(self, image: _Image, plans: Mapping[int, ImagePlan]) -> None:
+        """Every target's manifests, the targets at the same time (:meth:`_push_target` never
+        raises but for cancellation: one target failing does not stop another)."""
+        pushing = [(i, plan) for i, plan in plans.items() if i not in image.failures]
+        for i, plan in pushing:
+            self._log_rewrites(image, plan, image.request.targets[i])
+        if len(pushing) == 1:  # the usual case: awaited here, no task group and task for it
+            await self._push_target(image, pushing[0][1], pushing[0][0])
+            return
         async with asyncio.TaskGroup() as group:
-            for i, plan in plans.items():
-                if i not in image.failures:
-                    self._log_rewrites(image, plan, image.request.targets[i])
-                    group.create_task(self._push_target(image, plan, i))
+            for i, plan in pushing:
+                group.create_task(self._push_target(image, plan, i))
 
     def _log_rewrites(self, image: _Image, plan: ImagePlan, target: Target) -> None:
         """Log old -> new for manifests a conversion rewrote (the filter's were logged when planned)."""

@@ -708,3 +708,32 @@ async def test_a_manifest_head_takes_and_gives_back_its_slot(
     await asyncio.gather(*(repo.manifest_head("1") for _ in range(5)))
     limits = transport.limits_for(repo.client.settings)
     assert limits.concurrency.in_use == 0
+
+
+async def test_locations_on_the_own_origin_are_taken_as_they_are(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    client = RegistryClient(fake.settings(), transport, retry=FAST)
+    base = client.base_url
+    location = f"{base}/v2/lib/app/blobs/uploads/u1?_state=a%2Bb=&digest=sha256:00"
+    assert client.url(location) == location
+    assert client.url("/v2/lib/app/tags/list") == f"{base}/v2/lib/app/tags/list"
+    assert client.url("uploads/u2?x=1") == f"{base}/uploads/u2?x=1"  # relative: joined
+    assert client.url(f"{base}/v2/x?") == f"{base}/v2/x"  # as urljoin gives it
+    assert client.url("https://cdn.example/blob?sig=1") == "https://cdn.example/blob?sig=1"
+
+
+async def test_a_refused_streamed_request_gives_its_response_and_slot_back(
+    fake: FakeRegistry, transport: Transport
+) -> None:
+    repo = repo_of(fake, transport, max_connections=1)
+    for _ in range(3):
+        with pytest.raises(NotFound):
+            async with repo.client.request("GET", repo.path("blobs", str(Digest.of(b"none")))):
+                pass
+    fake.blobs[str(Digest.of(b"abc"))] = b"abc"
+    async with repo.client.request(
+        "GET", repo.path("blobs", str(Digest.of(b"abc"))), stream=True
+    ) as response:
+        assert await response.read() == b"abc"
+    assert transport.limits_for(repo.client.settings).concurrency.in_use == 0

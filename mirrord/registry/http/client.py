@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -220,6 +220,10 @@ class RegistryClient:
         """``target`` (a path such as ``/v2/...`` or a Location, possibly relative) as an absolute URL."""
         if target.startswith("/v2/"):  # the paths we build ourselves: skip urljoin's parsing
             return self.base_url + target
+        if target.startswith(self._own_prefix) and "#" not in target and not target.endswith("?"):
+            # An absolute Location on our own origin (an upload session): urljoin would give it
+            # back unchanged (it drops only an empty query or fragment), after parsing it twice.
+            return target
         return urljoin(self.base_url + "/", target)
 
     @property
@@ -400,8 +404,7 @@ class RegistryClient:
             raise ProtocolError(too_large, **where)
         return body
 
-    @contextlib.asynccontextmanager
-    async def request(
+    def request(
         self,
         method: str,
         target: str,
@@ -414,56 +417,16 @@ class RegistryClient:
         stream: bool = False,
         repository: str | None = None,
         reference: str | None = None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request and yield a response whose status is in ``ok``; raise RegistryError else.
+    ) -> _Streamed:
+        """Send a request and yield (``async with``) a response whose status is in ``ok``; raise
+        RegistryError else. The response is released when the context exits.
 
         ``retry`` False for bodies that cannot be sent twice. ``stream`` gives the registry's
         connection slot back once the headers arrived (long downloads; see the transport).
         """
-        context = {"repository": repository, "reference": reference}
-        async with contextlib.AsyncExitStack() as stack:
-
-            async def attempt() -> aiohttp.ClientResponse:
-                return await self._attempt(
-                    stack, method, self.url(target), scopes, headers, data, ok, stream, context
-                )
-
-            if retry:
-                response = await self.with_retries(attempt)
-            else:
-                response = await attempt()
-            yield response
-
-    async def _attempt(
-        self,
-        stack: contextlib.AsyncExitStack,
-        method: str,
-        url: str,
-        scopes: Sequence[str],
-        headers: Mapping[str, str] | None,
-        data: Any,
-        ok: Collection[int],
-        stream: bool,
-        context: Mapping[str, str | None],
-    ) -> aiohttp.ClientResponse:
-        # A streamed body (an iterator) is spent: it cannot be sent again with new auth.
-        resendable = data is None or isinstance(data, bytes | bytearray)
-        for authorizing in (False, True):
-            async with contextlib.AsyncExitStack() as inner:
-                exchange = _Exchange(self, method, url, scopes, headers, data, stream)
-                try:
-                    response = await inner.enter_async_context(exchange)
-                except RegistryError as error:
-                    error.repository = error.repository or context["repository"]
-                    error.reference = error.reference or context["reference"]
-                    raise
-                if response.status in ok:
-                    stack.push_async_exit(inner.pop_all())
-                    return response
-                status, answer = response.status, CIMultiDict(response.headers)
-                body = await self._error_body(response)
-            await self._refused(status, answer, body, exchange.sent, resendable, authorizing, method, context)
-        raise AssertionError("unreachable")
+        return _Streamed(
+            self, method, self.url(target), scopes, headers, data, ok, retry, stream, repository, reference
+        )
 
     async def _refused(
         self,
@@ -597,3 +560,80 @@ class _Exchange:
         held, self._held = self._held, None
         if held is not None:
             await held.__aexit__(*exc_info)
+
+
+class _Streamed(contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]):
+    """What :meth:`RegistryClient.request` returns: ``async with`` sends (retried unless ``retry``
+    is False; a 401 answered once with new authorisation, as :meth:`RegistryClient.fetch` does)
+    and yields the accepted response, held (with its slot) until the context exits. A class
+    rather than ``@asynccontextmanager`` over two exit stacks: every blob GET and upload request
+    passes here."""
+
+    __slots__ = (
+        "_client", "_data", "_headers", "_held", "_method", "_ok", "_reference", "_repository",
+        "_retry", "_scopes", "_stream", "_url",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        method: str,
+        url: str,
+        scopes: Sequence[str],
+        headers: Mapping[str, str] | None,
+        data: Any,
+        ok: Collection[int],
+        retry: bool,
+        stream: bool,
+        repository: str | None,
+        reference: str | None,
+    ) -> None:
+        self._client = client
+        self._method = method
+        self._url = url
+        self._scopes = scopes
+        self._headers = headers
+        self._data = data
+        self._ok = ok
+        self._retry = retry
+        self._stream = stream
+        self._repository = repository
+        self._reference = reference
+        self._held: _Exchange | None = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        if not self._retry:
+            return await self._attempt()
+        client = self._client
+        return await client.retry.run(self._attempt, client._report_retry)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await held.__aexit__(*exc_info)
+
+    async def _attempt(self) -> aiohttp.ClientResponse:
+        client, method, data = self._client, self._method, self._data
+        # A streamed body (an iterator) is spent: it cannot be sent again with new auth.
+        resendable = data is None or isinstance(data, bytes | bytearray)
+        context = {"repository": self._repository, "reference": self._reference}
+        for authorizing in (False, True):
+            exchange = _Exchange(client, method, self._url, self._scopes, self._headers, data, self._stream)
+            try:
+                response = await exchange.__aenter__()
+            except RegistryError as error:
+                error.repository = error.repository or self._repository
+                error.reference = error.reference or self._reference
+                raise
+            if response.status in self._ok:
+                self._held = exchange
+                return response
+            try:
+                status, answer = response.status, CIMultiDict(response.headers)
+                body = await client._error_body(response)
+            finally:
+                await exchange.__aexit__(None, None, None)
+            await client._refused(
+                status, answer, body, exchange.sent, resendable, authorizing, method, context
+            )
+        raise AssertionError("unreachable")
