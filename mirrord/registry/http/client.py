@@ -2,11 +2,18 @@
 
 Sending is a chain of small steps, one concern each::
 
-    request()            retries (backoff + jitter, Retry-After) for retryable requests
-      _attempt()         one try: on 401 record the challenge and try once more with new auth
+    fetch() / request()  retries (backoff + jitter, Retry-After) for retryable requests (fetch
+                         makes the first try itself and enters the policy's loop only after a
+                         failure)
+      _attempt_whole() / _Streamed._attempt()
+                         one try: on 401 record the challenge and try once more with new auth
                          (a 404 to an anonymous request, when we hold credentials, likewise)
-        _exchange()      follows redirects; Authorization only to the registry's own origin
-          Transport.send one HTTP exchange under the registry's limits
+        _Exchange        follows redirects; Authorization only to the registry's own origin
+          Transport.send one HTTP exchange under the registry's limits (an Exchange)
+
+The steps that hold a response are class-based async context managers, not generator-based ones:
+every manifest HEAD passes through them, and a generator context manager costs several calls and
+frames more per request.
 
 :func:`error_from_response` is the only place mapping HTTP statuses and distribution error codes to
 :mod:`mirrord.registry.errors`.
