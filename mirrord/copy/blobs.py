@@ -10,7 +10,9 @@ sets the pace. The last chunk is held back until the digest checked out, so a ba
 completes an upload: every chunk iterator raises instead. The read is of the source, unless a
 repository received a verified copy earlier in the pass (a target in another registry): then that
 copy is read, and a source read under way is waited for, so each blob leaves the source once per
-pass however many target registries need it.
+pass however many target registries need it. A small blob (up to :data:`SMALL_BLOB`) is read whole
+instead, verified, and handed to every target as one bytes object (:class:`WholeBlob`): the same
+guarantees without the tee's per-blob tasks and queues.
 
 A target repository that had no tag when the pass first needed a blob there (one ``has_tags``
 per repository and pass, asked only when a blob must be delivered, so a no-op pass never asks) is
@@ -51,11 +53,17 @@ from mirrord.core.events import (
 from mirrord.oci import Descriptor, Digest
 from mirrord.registry.base import Repository, UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, RegistryError
+from mirrord.registry.whole import WholeBlob
 
 log = logging.getLogger(__name__)
 
 #: Repositories remembered per blob as pass-local copies to read from (the newest are kept).
 _MAX_HOLDERS = 4
+#: Blobs up to this size (per their descriptor) are read whole and handed to every target as one
+#: bytes object (:class:`~mirrord.registry.whole.WholeBlob`) instead of being teed chunk by chunk:
+#: for configs and small layers the tee's tasks, queues and streamed request bodies cost more than
+#: the bytes. Memory stays bounded: at most this (plus one read chunk) per blob stream.
+SMALL_BLOB = 1024 * 1024
 _END = object()
 _WAKE = object()
 
@@ -392,6 +400,8 @@ class BlobTransfers:
     ) -> dict[int, BaseException]:
         """One read of ``reader`` feeding every sink; returns the sinks that failed and why.
         ``count``: add the bytes read to ``report.pulled`` (reads of the source)."""
+        if blob.size <= SMALL_BLOB:
+            return await self._copy_whole(reader, blob, sinks, report, count)
         demand = _Demand(len(sinks))
         channels = {s.index: _Channel(self.limits.tee_queue, demand) for s in sinks}
         self.events.emit(TransferStarted(str(blob.digest), blob.size))
@@ -402,6 +412,28 @@ class BlobTransfers:
                 read_error = await self._produce(reader, blob, list(channels.values()), demand, report, count)
             errors = {i: read_error or t.result() for i, t in tasks.items()}
             failed = {i: e for i, e in errors.items() if e is not None}
+            ok = not failed
+            return failed
+        finally:
+            self.events.emit(TransferFinished(str(blob.digest), ok))
+
+    async def _copy_whole(
+        self, reader: Repository, blob: Descriptor, sinks: list[_Sink], report: BlobReport, count: bool
+    ) -> dict[int, BaseException]:
+        """:meth:`_tee` for a small blob: read whole (once, when the first target's upload asks for
+        it), verified, then given to every sink as one bytes object. Same outcomes as the tee: a read
+        that fails fails every sink with the read's error, and nothing reaches a target unverified."""
+        read = _WholeRead(reader, blob, report, count)
+        self.events.emit(TransferStarted(str(blob.digest), blob.size))
+        ok = False
+        try:
+            if len(sinks) == 1:
+                errors = {sinks[0].index: await _put_whole(sinks[0], blob, read)}
+            else:
+                async with asyncio.TaskGroup() as group:
+                    tasks = {s.index: group.create_task(_put_whole(s, blob, read)) for s in sinks}
+                errors = {i: t.result() for i, t in tasks.items()}
+            failed = {i: read.error or e for i, e in errors.items() if e is not None}
             ok = not failed
             return failed
         finally:
@@ -478,6 +510,63 @@ class _Verifier:
             repository=self.source.name,
             reference=str(self.blob.digest),
         )
+
+
+class _WholeRead:
+    """One read of a small blob shared by the sinks of a :meth:`BlobTransfers._copy_whole`: the first
+    sink that asks reads it (verifying digest and size before anyone gets a byte), the others wait
+    for that read. ``error`` is what failed the read; every asker then gets a BlobCopyFailed of its
+    own (one exception object must not be raised in several tasks)."""
+
+    def __init__(self, source: Repository, blob: Descriptor, report: BlobReport, count: bool) -> None:
+        self.source = source
+        self.blob = blob
+        self.report = report
+        self.count = count
+        self.error: BaseException | None = None
+        self._data = b""
+        self._done: asyncio.Future[None] | None = None
+
+    async def get(self) -> bytes:
+        """The verified bytes; BlobCopyFailed when the read failed."""
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            try:
+                self._data = await self._read()
+            except Exception as exc:
+                self.error = exc
+            except BaseException as exc:
+                self.error = exc
+                raise
+            finally:
+                self._done.set_result(None)
+        else:
+            await asyncio.shield(self._done)
+        if self.error is not None:
+            raise BlobCopyFailed(f"source stream failed: {self.error}", cause=self.error)
+        return self._data
+
+    async def _read(self) -> bytes:
+        verifier = _Verifier(self.source, self.blob)
+        parts: list[bytes] = []
+        async with self.source.blob_open(self.blob.digest) as stream:
+            if verifies_digest(stream):
+                verifier.hasher = None  # the stream hashes and raises at its end: once is enough
+            async for chunk in stream:
+                verifier.update(chunk)
+                if self.count:
+                    self.report.pulled += len(chunk)
+                parts.append(chunk)
+        verifier.check()
+        return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
+
+
+async def _put_whole(sink: _Sink, blob: Descriptor, read: _WholeRead) -> BaseException | None:
+    try:
+        await sink.repository.blob_put(blob.digest, blob.size, WholeBlob(read.get), upload=sink.upload)
+        return None
+    except Exception as exc:
+        return exc
 
 
 class _Demand:
@@ -601,7 +690,10 @@ async def _consume(sink: _Sink, blob: Descriptor, channel: _Channel) -> BaseExce
 
 
 async def _gather(coroutines: list[Coroutine[object, object, bool]]) -> list[bool]:
-    """Run small checks concurrently in a task group; results in order."""
+    """Run small checks concurrently in a task group; results in order. One check (one target, the
+    usual case) is awaited directly: no task group, no task."""
+    if len(coroutines) <= 1:
+        return [await c for c in coroutines]
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(c) for c in coroutines]
     return [t.result() for t in tasks]

@@ -12,6 +12,7 @@ import pytest
 from copykit import ATTESTATION, Recorder, layer, push_image, push_index, push_multiarch, until
 
 from mirrord.copy import CopyEngine, CopyRequest, Limits, LocationCache, Target
+from mirrord.copy.blobs import SMALL_BLOB
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION
 from mirrord.core.events import (
     BytesTransferred,
@@ -23,6 +24,7 @@ from mirrord.core.events import (
 )
 from mirrord.oci import Digest, ImageIndex, ImageManifest, Platform
 from mirrord.registry.errors import RequestRejected, ServerError, TransportError
+from mirrord.registry.whole import WholeBlob
 from mirrord.testing.memory import MemoryRegistry, MemoryRepository
 from mirrord.testing.sample import KINDS, push_sample, sample_image
 
@@ -720,8 +722,9 @@ class TrustingTarget(MemoryRepository):
 
 async def test_slowest_target_sets_the_pace_and_memory_stays_bounded(source: MemoryRegistry) -> None:
     src = source.repository("app")
-    await push_image(src, [layer("big", 400_000)], tag="1")
-    source.chunk_size = 1000
+    # Bigger than SMALL_BLOB: blobs up to that are read whole, bigger ones are teed chunk by chunk.
+    await push_image(src, [layer("big", SMALL_BLOB + 400_000)], tag="1")
+    source.chunk_size = 4000
     bus = EventBus()
     pulled = [0]
 
@@ -760,6 +763,55 @@ async def test_bad_source_never_completes_an_upload(source: MemoryRegistry) -> N
     assert result.outcome == "failed"
     assert "DigestMismatch" in (result.error or "")
     assert Digest.of(bad) not in trusting.completed
+
+
+class ChunksRecorder(MemoryRepository):
+    """A target that records what kind of ``chunks`` each ``blob_put`` got."""
+
+    kinds: dict[Digest, str]
+
+    async def blob_put(self, digest: Digest, size: int, chunks: Any, *, upload: Any = None) -> None:
+        self.kinds[digest] = "whole" if isinstance(chunks, WholeBlob) else "stream"
+        await super().blob_put(digest, size, chunks, upload=upload)
+
+
+async def test_small_blobs_are_handed_over_whole_and_big_ones_streamed(source: MemoryRegistry) -> None:
+    src = source.repository("app")
+    small, edge, big = layer("small", 4096), layer("edge", SMALL_BLOB), layer("big", SMALL_BLOB + 1)
+    image = await push_image(src, [small, edge, big], tag="1")
+    source.chunk_size = 64 * 1024
+    dst = ChunksRecorder(MemoryRegistry("rec.example"), "app")
+    dst.kinds = {}
+
+    result = await CopyEngine().copy(request(src, "1", (dst, "1")))
+
+    assert result.outcome == "copied", result.error
+    config = next(b.digest for b in image.blobs if b.digest not in {Digest.of(x) for x in (small, edge, big)})
+    assert dst.kinds == {
+        Digest.of(small): "whole", Digest.of(edge): "whole", config: "whole", Digest.of(big): "stream"
+    }  # fmt: skip
+    assert all(dst.registry.blobs[b.digest] == source.blobs[b.digest] for b in image.blobs)
+
+
+async def test_a_bad_small_blob_is_read_once_for_two_targets_and_completes_neither(
+    source: MemoryRegistry,
+) -> None:
+    src = source.repository("app")
+    bad = layer("rotten", 10_000)
+    await push_image(src, [bad], tag="1")
+    source.chunk_size = 1000
+    source.faults.corrupt_blobs.add(Digest.of(bad))
+    one = TrustingTarget(MemoryRegistry("one.example"), "app")
+    two = TrustingTarget(MemoryRegistry("two.example"), "app")
+    one.completed, two.completed = [], []
+    source.reset_calls()
+
+    result = await CopyEngine().copy(request(src, "1", (one, "1"), (two, "1")))
+
+    assert result.outcome == "failed"
+    assert (result.error or "").count("DigestMismatch") == 2, result.error
+    assert Digest.of(bad) not in one.completed + two.completed
+    assert source.calls["blob_open"] == 2  # the config and the bad layer, each read once
 
 
 async def test_source_failure_is_retried_with_a_fresh_read(

@@ -21,6 +21,7 @@ from mirrord.registry.http.retry import RetryPolicy
 from mirrord.registry.http.session import Fetched, HTTPSession, RepositoryAddress
 from mirrord.registry.http.upload import HTTPUploadSession, put_blob
 from mirrord.registry.settings import RegistrySettings
+from mirrord.registry.whole import WholeBlob
 
 ADDRESS = RepositoryAddress("r.example", "lib/app")
 BLOB = bytes(range(256)) * 40
@@ -263,3 +264,79 @@ async def test_content_that_does_not_match_is_never_completed_and_the_upload_is_
         await put_blob(http, ADDRESS, DIGEST, len(BLOB), chunks_of(b"y" * len(BLOB)), None)
     assert [s.method for s in http.sent] == ["POST", "PUT", "DELETE"]
     assert not any(isinstance(e, RegistryError) for e in http.events)
+
+
+class ReadLog:
+    """A :class:`WholeBlob` read that records when it ran (between which requests)."""
+
+    def __init__(self, data: bytes, http: FakeSession, error: BaseException | None = None) -> None:
+        self.data, self.http, self.error = data, http, error
+        self.reads_after: list[list[str]] = []
+
+    async def __call__(self) -> bytes:
+        self.reads_after.append([s.method for s in self.http.sent])
+        if self.error is not None:
+            raise self.error
+        return self.data
+
+
+class BodyTypes(FakeSession):
+    """Also records the type of each request body as handed to the session."""
+
+    def __init__(self, answer: Answer, **kwargs: Any) -> None:
+        super().__init__(answer, **kwargs)
+        self.bodies: list[tuple[str, type]] = []
+
+    async def _send(self, method: str, target: str, headers: Mapping[str, str] | None, data: Any) -> Any:
+        self.bodies.append((method, type(data)))
+        return await super()._send(method, target, headers, data)
+
+
+def posts_then_creates(sent: Sent) -> Fetched:
+    if sent.method == "POST":
+        return fetched(202, Location="/v2/lib/app/blobs/uploads/u1?_state=s")
+    return fetched(201 if sent.method == "PUT" else 204)
+
+
+async def test_a_whole_blob_is_read_once_the_session_is_open_and_put_as_one_bytes_body() -> None:
+    http = BodyTypes(posts_then_creates)
+    read = ReadLog(BLOB, http)
+    await put_blob(http, ADDRESS, DIGEST, len(BLOB), WholeBlob(read), None)
+
+    assert read.reads_after == [["POST"]]  # read after the session opened, before the PUT
+    assert http.bodies == [("POST", type(None)), ("PUT", bytes)]
+    put = http.sent[1]
+    assert put.target == f"http://r.example/v2/lib/app/blobs/uploads/u1?_state=s&digest={DIGEST}"
+    assert put.body == BLOB
+    assert put.headers["Content-Length"] == str(len(BLOB))
+    assert [(e.direction, e.count) for e in http.events if isinstance(e, BytesTransferred)] == [
+        ("pushed", len(BLOB))
+    ]
+
+
+async def test_a_whole_blob_whose_read_fails_sends_no_put_and_abandons_the_upload() -> None:
+    http = BodyTypes(posts_then_creates)
+    read = ReadLog(BLOB, http, error=DigestMismatch("rotten"))
+    with pytest.raises(DigestMismatch, match="rotten"):
+        await put_blob(http, ADDRESS, DIGEST, len(BLOB), WholeBlob(read), None)
+    assert [s.method for s in http.sent] == ["POST", "DELETE"]
+
+
+async def test_a_whole_blob_of_the_wrong_size_is_never_put() -> None:
+    http = BodyTypes(posts_then_creates)
+    with pytest.raises(DigestMismatch):
+        await put_blob(http, ADDRESS, DIGEST, len(BLOB), WholeBlob(ReadLog(BLOB[:-1], http)), None)
+    assert [s.method for s in http.sent] == ["POST", "DELETE"]
+
+
+async def test_a_whole_blob_still_goes_in_parts_where_the_registry_names_a_chunk_size() -> None:
+    def answer(sent: Sent) -> Fetched:
+        if sent.method == "PATCH":
+            return fetched(202, Location="/v2/lib/app/blobs/uploads/u1")
+        return posts_then_creates(sent)
+
+    http = BodyTypes(answer, settings=RegistrySettings(host="r.example", chunk_size=4096))
+    await put_blob(http, ADDRESS, DIGEST, len(BLOB), WholeBlob(ReadLog(BLOB, http)), None)
+
+    assert [s.method for s in http.sent] == ["POST", "PATCH", "PATCH", "PUT"]
+    assert b"".join(s.body for s in http.sent) == BLOB

@@ -32,6 +32,7 @@ from mirrord.registry.base import UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, NotFound, ProtocolError, RegistryError, TransportError
 from mirrord.registry.http.session import Fetched, HTTPSession, RepositoryAddress
 from mirrord.registry.http.transport import DEFAULT_READ_TIMEOUT
+from mirrord.registry.whole import WholeBlob
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,8 @@ async def put_blob(
 
     Monolithic unless the registry settings name a ``chunk_size``. Any failure, including the
     chunks iterator raising, cancels the upload and re-raises; the iterator is not re-readable,
-    so the caller retries the whole blob.
+    so the caller retries the whole blob. A :class:`~mirrord.registry.whole.WholeBlob` goes
+    monolithic as one bytes body (read once the session is open), no streamed body.
     """
     handed_over = isinstance(upload, HTTPUploadSession)
     session = upload if isinstance(upload, HTTPUploadSession) else await _open_session(http, address)
@@ -225,7 +227,9 @@ async def put_blob(
     try:
         try:
             async with guard.watching(address, digest):
-                if chunk_size and http.chunked_uploads is not False:
+                if isinstance(chunks, WholeBlob) and not (chunk_size and http.chunked_uploads is not False):
+                    await _put_whole(http, address, session, digest, size, chunks, guard)
+                elif chunk_size and http.chunked_uploads is not False:
                     await _put_chunked(http, address, session, digest, size, body, chunk_size)
                 else:
                     await _put_monolithic(http, address, session, digest, size, body)
@@ -271,6 +275,32 @@ async def _put_monolithic(
         ok=(201, 204), retry=False, repository=address.name, reference=str(digest),
     ):  # fmt: skip
         pass
+
+
+async def _put_whole(
+    http: HTTPSession,
+    address: RepositoryAddress,
+    session: HTTPUploadSession,
+    digest: Digest,
+    size: int,
+    blob: WholeBlob,
+    guard: StallGuard,
+) -> None:
+    """The monolithic PUT of a blob read whole: a bytes body, sent only after its read verified it
+    (the stall guard runs from the first byte sent to the answer)."""
+    data = await blob.read()
+    if len(data) != size:
+        raise DigestMismatch(
+            f"{address}: upload of {digest}: {len(data)} bytes, expected {size}",
+            registry=address.registry, repository=address.name, reference=str(digest),
+        )  # fmt: skip
+    http.emit(BytesTransferred(address.registry, "pushed", size))
+    guard.arm()
+    headers = {"Content-Length": str(size), "Content-Type": OCTET_STREAM}
+    await http.fetch(
+        "PUT", with_digest(session.location, digest), scopes=address.push_scopes, headers=headers, data=data,
+        ok=(201, 204), retry=False, repository=address.name, reference=str(digest),
+    )  # fmt: skip
 
 
 async def _put_chunked(
