@@ -340,3 +340,20 @@ async def test_a_whole_blob_still_goes_in_parts_where_the_registry_names_a_chunk
 
     assert [s.method for s in http.sent] == ["POST", "PATCH", "PATCH", "PUT"]
     assert b"".join(s.body for s in http.sent) == BLOB
+
+
+async def test_a_whole_blob_upload_cancelled_while_its_read_waits_is_deleted() -> None:
+    http = BodyTypes(posts_then_creates)
+    reading = asyncio.Event()
+
+    async def read_forever() -> bytes:
+        reading.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    upload = asyncio.ensure_future(put_blob(http, ADDRESS, DIGEST, len(BLOB), WholeBlob(read_forever), None))
+    await reading.wait()
+    upload.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert [s.method for s in http.sent] == ["POST", "DELETE"]
