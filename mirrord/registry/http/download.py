@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -27,18 +26,11 @@ READ_CHUNK = 1024 * 1024
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
-@contextlib.asynccontextmanager
-async def open_blob(
-    http: HTTPSession, address: RepositoryAddress, digest: Digest, offset: int
-) -> AsyncIterator[BlobDownload]:
+def open_blob(http: HTTPSession, address: RepositoryAddress, digest: Digest, offset: int) -> BlobDownload:
     """GET the blob of ``address`` through ``http`` (redirects followed; Authorization only to the
-    registry) from ``offset``."""
-    stream = BlobDownload(http, address, digest, offset)
-    try:
-        await stream.open()
-        yield stream
-    finally:
-        await stream.close()
+    registry) from ``offset``: ``async with open_blob(...) as stream`` sends the GET and releases the
+    response at the end (the stream is its own context manager: no generator per blob)."""
+    return BlobDownload(http, address, digest, offset)
 
 
 class BlobDownload:
@@ -58,28 +50,33 @@ class BlobDownload:
         self.size: int | None = None
         self._position = offset
         self._hasher: DigestHasher | None = digest.hasher() if offset == 0 and digest.verifiable else None
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._request: contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
         self._response: aiohttp.ClientResponse | None = None
         self._tries = http.retry.tries(http.retry.resume_attempts + 1)
         self._done = False
 
+    async def __aenter__(self) -> BlobDownload:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def open(self) -> None:
         """Send the GET (with ``Range`` past offset 0) and check the answer's range."""
-        stack = contextlib.AsyncExitStack()
         headers = {"Range": f"bytes={self._position}-"} if self._position else {}
+        request = self.http.request(
+            "GET", self.address.path("blobs", str(self.digest)), scopes=self.address.pull_scopes,
+            headers=headers, ok=(200, 206), stream=True,
+            repository=self.address.name, reference=str(self.digest),
+        )  # fmt: skip
+        response = await request.__aenter__()
         try:
-            response = await stack.enter_async_context(
-                self.http.request(
-                    "GET", self.address.path("blobs", str(self.digest)), scopes=self.address.pull_scopes,
-                    headers=headers, ok=(200, 206), stream=True,
-                    repository=self.address.name, reference=str(self.digest),
-                )
-            )  # fmt: skip
             self._check_range(response)
         except BaseException:
-            await stack.aclose()
+            await request.__aexit__(None, None, None)
             raise
-        self._stack, self._response = stack, response
+        self._request, self._response = request, response
 
     def _check_range(self, response: aiohttp.ClientResponse) -> None:
         if self._position == 0:
@@ -98,9 +95,9 @@ class BlobDownload:
 
     async def close(self) -> None:
         """Release the current response."""
-        stack, self._stack, self._response = self._stack, None, None
-        if stack is not None:
-            await stack.aclose()
+        request, self._request, self._response = self._request, None, None
+        if request is not None:
+            await request.__aexit__(None, None, None)
 
     def __aiter__(self) -> BlobDownload:
         return self
