@@ -23,8 +23,8 @@ One delivery per (target repository, digest) per pass: later images needing the 
 repository share it (``deduplicated``) instead of mounting it again. One transfer per (target
 registry_key, digest) at a time: the first caller claims it, later callers
 await its result. A successful claim is remembered for the pass; a failed one is forgotten so a
-later caller retries. Callers hold a stream slot (:meth:`BlobTransfers.reserve`, taken before the
-task is spawned) for the whole of :meth:`BlobTransfers.ensure`; a claim's owner never waits for
+later caller retries. Callers hold a stream slot (:meth:`BlobTransfers.spawn`, taken before the
+task is created) for the whole of :meth:`BlobTransfers.ensure`; a claim's owner never waits for
 another claim before settling its own, so waiting cannot deadlock.
 """
 
@@ -105,12 +105,27 @@ class BlobTransfers:
         # Per (registry_key, repository): did it have no tag when first asked in this pass?
         self._new_repositories: dict[tuple[str, str], asyncio.Future[bool]] = {}
 
-    async def reserve(self) -> None:
-        """Take a stream slot; call before spawning the task that runs :meth:`ensure`."""
-        await self._slots.acquire()
+    async def spawn(self, group: asyncio.TaskGroup, work: Coroutine[object, object, object]) -> None:
+        """Wait for a stream slot, then run ``work`` as a task of ``group`` holding it.
 
-    def release(self) -> None:
-        """Give back a slot taken by :meth:`reserve`."""
+        The slot comes back when that task is done, however it ends: also when the group cancels it
+        before it first ran (an abort by a sibling's error), which a ``finally`` inside ``work``
+        would miss, leaking the slot until the pass waits for ever. ``work`` is closed, never run,
+        when the slot's wait is cancelled or the task cannot be created."""
+        try:
+            await self._slots.acquire()
+        except BaseException:  # cancelled while waiting: ``work`` never runs
+            work.close()
+            raise
+        try:
+            task = group.create_task(work)
+        except BaseException:
+            self._slots.release()
+            work.close()
+            raise
+        task.add_done_callback(self._give_back)
+
+    def _give_back(self, _task: asyncio.Task[object]) -> None:
         self._slots.release()
 
     async def ensure(

@@ -509,7 +509,8 @@ class CopyEngine:
 
     async def _copy_blobs(self, image: _Image, plan: ImagePlan, stale: list[int]) -> None:
         """Every blob to every stale target that takes it as it is (a target re-encoding a layer
-        gets it from :meth:`_recompress`), largest first; a slot is taken before each task."""
+        gets it from :meth:`_recompress`), largest first; each task holds a stream slot
+        (:meth:`BlobTransfers.spawn`)."""
         targets = image.request.targets
         async with asyncio.TaskGroup() as group:
             for blob in plan.blobs:
@@ -522,20 +523,13 @@ class CopyEngine:
                 ]
                 if not wanted:
                     continue
-                await self._blobs.reserve()
-                group.create_task(
-                    self._blob_task(image, blob, wanted, [targets[i].repository for i in wanted])
-                )
+                work = self._blob_task(image, blob, wanted, [targets[i].repository for i in wanted])
+                await self._blobs.spawn(group, work)
 
     async def _blob_task(
         self, image: _Image, blob: Descriptor, stale: list[int], repositories: list[Repository]
     ) -> None:
-        try:
-            report = await self._blobs.ensure(
-                image.request.source, blob, repositories, entry=image.request.entry
-            )
-        finally:
-            self._blobs.release()
+        report = await self._blobs.ensure(image.request.source, blob, repositories, entry=image.request.entry)
         image.bytes += report.pulled
         for index, error in report.failures.items():
             self.reach.note(error)

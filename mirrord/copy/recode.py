@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -45,12 +45,8 @@ _NEW_TYPES: Mapping[Codec, str] = {"zstd": mt.OCI_LAYER_ZSTD, "gzip": mt.OCI_LAY
 class StreamSlots(Protocol):
     """The engine's blob stream slots (:class:`~mirrord.copy.blobs.BlobTransfers`)."""
 
-    async def reserve(self) -> None:
-        """Take a slot."""
-        ...
-
-    def release(self) -> None:
-        """Give a slot back."""
+    async def spawn(self, group: asyncio.TaskGroup, work: Coroutine[object, object, object]) -> None:
+        """Run ``work`` in ``group`` holding a slot, given back when its task is done."""
         ...
 
 
@@ -138,22 +134,19 @@ class LayerRecoder:
         wanted = layers_to_recode(plan, Transform(compression=codec))
         diff_ids = await layer_diff_ids(source, plan, wanted)
 
-        async def one(layer: Descriptor) -> Descriptor:
-            try:
-                descriptor, read = await self.ensure(
-                    source, layer, diff_ids[layer.digest], codec, repositories, entry=entry
-                )
-            finally:
-                slots.release()
+        found: dict[Digest, Descriptor] = {}
+
+        async def one(layer: Descriptor) -> None:
+            descriptor, read = await self.ensure(
+                source, layer, diff_ids[layer.digest], codec, repositories, entry=entry
+            )
             result.pulled += read
-            return descriptor
+            found[layer.digest] = descriptor
 
         async with asyncio.TaskGroup() as group:
-            tasks = []
             for layer in wanted:
-                await slots.reserve()
-                tasks.append(group.create_task(one(layer)))
-        return {layer.digest: task.result() for layer, task in zip(wanted, tasks, strict=True)}
+                await slots.spawn(group, one(layer))
+        return {layer.digest: found[layer.digest] for layer in wanted}
 
     async def ensure(
         self,

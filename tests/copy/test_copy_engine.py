@@ -962,3 +962,31 @@ async def test_bytes_like_chunks_pass_through_the_tee(source: MemoryRegistry, ta
 
     assert result.outcome == "copied", result.error
     assert all(target.blobs[b.digest] == source.blobs[b.digest] for b in image.blobs)
+
+
+async def test_a_blob_task_that_fails_unexpectedly_gives_every_stream_slot_back(
+    source: MemoryRegistry, target: MemoryRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug in one blob task aborts its image's task group: the sibling tasks created after taking
+    # a slot but cancelled before they first ran must still give their slot back, or a few such
+    # images leave the pass waiting for ever for a slot that no task holds.
+    src, dst = source.repository("app"), target.repository("mirror/app")
+    limits = Limits(blob_streams=4)
+    for tag in ("bad1", "bad2", "bad3", "bad4", "bad5"):
+        await push_image(src, [layer(f"{tag}-{i}", 200) for i in range(6)], tag=tag)
+    await push_image(src, [layer("good", 300)], tag="good")
+    engine = CopyEngine(limits=limits)
+    ensure = engine._blobs.ensure
+
+    async def bug_in_bad_images(source_repo: Any, blob: Any, targets: Any, *, entry: str = "") -> Any:
+        if blob.size == 200:
+            raise RuntimeError("a bug in a blob task")
+        return await ensure(source_repo, blob, targets, entry=entry)
+
+    monkeypatch.setattr(engine._blobs, "ensure", bug_in_bad_images)
+    for tag in ("bad1", "bad2", "bad3", "bad4", "bad5"):
+        failed = await asyncio.wait_for(engine.copy(request(src, tag, (dst, tag))), 60)  # not for ever
+        assert failed.outcome == "failed"
+    assert engine._blobs._slots._value == limits.blob_streams  # every slot is back
+    done = await asyncio.wait_for(engine.copy(request(src, "good", (dst, "good"))), 60)
+    assert done.outcome == "copied", done.error
