@@ -101,6 +101,10 @@ def event_logger(*, verbose: bool = False) -> Callable[[ev.Event], None]:
     more CPU than the HEADs that found them unchanged)."""
 
     def log_event(event: ev.Event) -> None:
+        # An unchanged image (most of a pass) is the common case: out before the match tries every
+        # other case on it.
+        if not verbose and type(event) is ev.ImageDone and event.outcome == "unchanged":
+            return
         match event:
             case ev.ImageDone() if verbose or event.outcome != "unchanged":
                 _log(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mirrord.copy.engine import CopyResult
@@ -41,11 +41,27 @@ class ImageReport:
         copied because their subject's digest changed at that target."""
         # Not dataclasses.asdict: it deep-copies every value, and this runs once per image per pass
         # (a fifth of a nothing-changed pass's own CPU at 2,000 tags). The values are already plain
-        # JSON types, built for this row by image_report; callers must not mutate them.
-        return {k: v for k in _IMAGE_FIELDS if (v := getattr(self, k)) not in (None, {}, []) or k == "error"}
-
-
-_IMAGE_FIELDS = tuple(f.name for f in fields(ImageReport))
+        # JSON types, built for this row by image_report; callers must not mutate them. Written out
+        # field by field (in field order; None, {} and [] left out but for ``error``, which is always
+        # there) rather than a loop over the fields: a third of the CPU of the loop.
+        obj: dict[str, Any] = {"entry": self.entry, "source": self.source, "result": self.result}
+        if self.source_digest is not None:
+            obj["source_digest"] = self.source_digest
+        if self.target_digests != {}:
+            obj["target_digests"] = self.target_digests
+        if self.digest_map != {}:
+            obj["digest_map"] = self.digest_map
+        obj["bytes"] = self.bytes
+        obj["error"] = self.error
+        if self.artifacts != []:
+            obj["artifacts"] = self.artifacts
+        if self.dropped_signatures != []:
+            obj["dropped_signatures"] = self.dropped_signatures
+        if self.target is not None:
+            obj["target"] = self.target
+        if self.formats != {}:
+            obj["formats"] = self.formats
+        return obj
 
 
 @dataclass(slots=True)
@@ -82,15 +98,19 @@ class EntryReport:
 
 
 def image_report(entry: str, source_text: str, version: str, result: CopyResult) -> ImageReport:
+    """The report's row for ``version`` of ``entry`` (its source written ``source_text``)."""
+    # Runs once per image per pass: the empty maps and lists of an unchanged image are not copied.
+    digest_map = result.digest_map
+    dropped = result.dropped_signatures
     return ImageReport(
-        entry=entry,
-        source=name_with_reference(source_text, version),
-        result=result.outcome,
-        source_digest=str(result.source_digest) if result.source_digest else None,
-        target_digests={k: str(v) for k, v in result.target_digests.items()},
-        digest_map={str(k): str(v) for k, v in result.digest_map.items()},
-        bytes=result.bytes,
-        error=result.error,
-        artifacts=list(result.artifacts),
-        dropped_signatures=[d.to_json() for d in result.dropped_signatures],
+        entry,
+        name_with_reference(source_text, version),
+        result.outcome,
+        str(result.source_digest) if result.source_digest else None,
+        {k: str(v) for k, v in result.target_digests.items()},
+        {str(k): str(v) for k, v in digest_map.items()} if digest_map else {},
+        result.bytes,
+        result.error,
+        list(result.artifacts),
+        [d.to_json() for d in dropped] if dropped else [],
     )

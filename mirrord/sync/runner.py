@@ -221,20 +221,27 @@ class SyncRunner:
         *,
         force: bool = False,
     ) -> list[CopyRequest]:
+        # Per target, what every version's Target shares (the signer looked up once, not per tag).
+        shared = [(repo, cfg, self.trust.signer(cfg)) for cfg, repo in targets]
+        recheck = self._recheck
+        recheck_all = entry.recheck_artifacts
+        gate = self.trust.gate
         requests = []
         for version in versions:
             by_digest = is_digest(version)
             copy_targets = tuple(
-                Target(
-                    repository=repo,
-                    tag=cfg.tag or (None if by_digest else version),
-                    format=cfg.format,
-                    compression=cfg.compression,
-                    artifacts=cfg.artifacts,
-                    artifact_types=cfg.artifact_types,
-                    signer=self.trust.signer(cfg),
-                )
-                for cfg, repo in targets
+                [
+                    Target(
+                        repo,
+                        cfg.tag or (None if by_digest else version),
+                        cfg.format,
+                        cfg.compression,
+                        cfg.artifacts,
+                        cfg.artifact_types,
+                        signer,
+                    )
+                    for repo, cfg, signer in shared
+                ]
             )
             requests.append(
                 CopyRequest(
@@ -245,9 +252,9 @@ class SyncRunner:
                     entry=entry.name,
                     force=force,
                     require_signatures=entry.require_signatures,
-                    recheck_artifacts=entry.recheck_artifacts
-                    or (entry.name, entry.source, version) in self._recheck,
-                    gate=self.trust.gate,
+                    recheck_artifacts=recheck_all
+                    or (bool(recheck) and (entry.name, entry.source, version) in recheck),
+                    gate=gate,
                 )
             )
         return requests
