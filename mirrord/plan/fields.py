@@ -285,6 +285,14 @@ def parse_tags(value: Value) -> TagFilter | None:
     if not value.is_mapping:
         if not value.is_sequence:
             raise value.expected("a list of tags or a mapping of include, exclude, semver, latest")
+        # A plan may list thousands of tags: a list of good ones is checked as plain strings, and
+        # only a list with a bad (or no) item is read item by item, for the message.
+        texts = value.scalar_texts()
+        if texts:
+            try:
+                return TagFilter(exact=tuple(dict.fromkeys([validate_tag(text) for text in texts])))
+            except InvalidReference:
+                pass
         items = value.sequence()
         if not items:
             raise value.error("an empty list selects nothing (leave tags: out to mirror every tag)")

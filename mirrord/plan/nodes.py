@@ -198,6 +198,20 @@ class Value:
             raise self.expected("a list")
         return [Value(item, f"{self.key}[{i}]", self.path) for i, item in enumerate(self.node.value)]
 
+    def scalar_texts(self) -> list[str] | None:
+        """The texts of a list whose items are all non-null scalars, each as :meth:`string` reads
+        it (empty ones included, for the caller to check); None for anything else. A fast path for
+        long lists: no :class:`Value` per item (the caller falls back to :meth:`sequence` for the
+        error of a bad item)."""
+        if not isinstance(self.node, yaml.SequenceNode):
+            return None
+        texts = []
+        for item in self.node.value:
+            if not isinstance(item, yaml.ScalarNode) or item.tag == _NULL:
+                return None
+            texts.append(str(item.value))
+        return texts
+
     def string_list(self) -> list[str]:
         """A list of strings, or one string taken as a list of one."""
         if isinstance(self.node, yaml.ScalarNode) and not self.is_null:

@@ -288,6 +288,20 @@ def test_server(listen: str, host: str, port: int) -> None:
     assert plan.server.listen == listen.replace(":9000", "0.0.0.0:9000")
 
 
+def test_a_tag_list_keeps_its_order_and_drops_repeats() -> None:
+    plan = plan_of(
+        """
+        version: 1
+        sync:
+          - source: example.com/a
+            tags: [b, a, "1.0", b, 1.0]
+            target: mirror.example.com/a
+        """
+    )
+    assert plan.entries[0].tags is not None
+    assert plan.entries[0].tags.exact == ("b", "a", "1.0")
+
+
 def test_yaml_merge_keys_and_raw_scalars() -> None:
     plan = plan_of(
         """
@@ -514,6 +528,28 @@ ERROR_CASES = [
         "version: 1\nsync:\n  - source: a.io/b\n    target: c.io/d\n    tags: []\n",
         "mirrord.yaml:5: sync[0].tags: an empty list selects nothing (leave tags: out to mirror every tag)",
         id="empty tags",
+    ),
+    # A list of good tags is checked as plain strings; a bad item still gets its own key and line.
+    pytest.param(
+        "version: 1\nsync:\n  - source: a.io/b\n    target: c.io/d\n    tags:\n      - a\n      - b\n"
+        "      - -bad\n",
+        "mirrord.yaml:8: sync[0].tags[2]: invalid tag '-bad': must match [A-Za-z0-9_][A-Za-z0-9_.-]*",
+        id="bad tag in a list",
+    ),
+    pytest.param(
+        "version: 1\nsync:\n  - source: a.io/b\n    target: c.io/d\n    tags: [a, '']\n",
+        "mirrord.yaml:5: sync[0].tags[1]: must not be empty",
+        id="empty tag in a list",
+    ),
+    pytest.param(
+        "version: 1\nsync:\n  - source: a.io/b\n    target: c.io/d\n    tags: [a, ~]\n",
+        "mirrord.yaml:5: sync[0].tags[1]: expected a string, got null",
+        id="null tag in a list",
+    ),
+    pytest.param(
+        "version: 1\nsync:\n  - source: a.io/b\n    target: c.io/d\n    tags: [a, [b]]\n",
+        "mirrord.yaml:5: sync[0].tags[1]: expected a string, got a list",
+        id="list in a tag list",
     ),
     pytest.param(
         "version: 1\nregistries:\n  docker.io: {max_connections: many}\n",
