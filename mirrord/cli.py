@@ -273,11 +273,13 @@ def _write_report(path: str, reports: Sequence[Any], *, interrupted: bool = Fals
 
 
 def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
+    # Lines collected and printed at once: a print per image was most of this at 2,000 tags.
+    lines = []
     for r in reports:
         if r.error:
-            print(f"{r.entry}: FAILED: {r.error}")
+            lines.append(f"{r.entry}: FAILED: {r.error}")
         if r.repositories is not None:
-            print(f"{r.entry}: {len(r.repositories)} repositories: {' '.join(r.repositories)}")
+            lines.append(f"{r.entry}: {len(r.repositories)} repositories: {' '.join(r.repositories)}")
         for i in r.images:
             line = f"{r.entry}: {i.result:<10} {i.source}"
             if i.target:
@@ -286,7 +288,7 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
                 line += f" {i.source_digest}"
             if i.error:
                 line += f" error: {i.error}"
-            print(line)
+            lines.append(line)
     counts: dict[str, int] = {}
     for r in reports:
         for i in r.images:
@@ -295,7 +297,8 @@ def _print_summary(reports: Sequence[Any], *, dry_run: bool) -> None:
     if entries_failed:  # an entry that failed before its images is not "nothing to do"
         counts[f"entr{'ies' if entries_failed > 1 else 'y'} failed"] = entries_failed
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing to do"
-    print(("dry run: " if dry_run else "") + summary)
+    lines.append(("dry run: " if dry_run else "") + summary)
+    print("\n".join(lines))
 
 
 async def _copy(args: argparse.Namespace) -> int:
