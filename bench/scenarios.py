@@ -293,15 +293,24 @@ def corpus_facts(corpus: Corpus, repos: Sequence[str]) -> dict[str, Any]:
     }
 
 
+def yardsticks(
+    bench: Bench, corpus: Corpus, repos: Sequence[str], source: Registry, *, skopeo: bool
+) -> list[Measurement]:
+    """What mirrord is compared with: the floor, skopeo cold and again (unless ``skopeo`` is false),
+    and the start-up probe (the interpreter and mirrord's imports, no work)."""
+    runs = [bench.floor("floor", corpus, repos, source)]
+    if skopeo:
+        runs.extend(bench.skopeo(corpus, repos, source))
+    runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
+    return runs
+
+
 def run_corpus(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> ScenarioResult:
     """Scenario 1: floor, skopeo cold/again, mirrord cold/again, mirrord with two targets."""
     repos = spec.repo_names()
     with bench.source(spec) as (source, corpus):
         result = ScenarioResult("corpus", corpus_facts(corpus, repos))
-        result.runs.append(bench.floor("floor", corpus, repos, source))
-        if skopeo:
-            result.runs.extend(bench.skopeo(corpus, repos, source))
-        result.runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
+        result.runs.extend(yardsticks(bench, corpus, repos, source, skopeo=skopeo))
         result.runs.extend(bench.mirrord("mirrord", corpus, repos, source, daemon_passes=DAEMON_PASSES))
         result.runs.append(bench.floor("floor-2targets", corpus, repos, source, targets=2))
         result.runs.extend(bench.mirrord("mirrord-2targets", corpus, repos, source, targets=2, again=False))
@@ -328,10 +337,7 @@ def run_small(bench: Bench, spec: CorpusSpec, *, skopeo: bool = True) -> Scenari
     repos = spec.repo_names()
     with bench.source(spec) as (source, corpus):
         result = ScenarioResult("small", corpus_facts(corpus, repos))
-        result.runs.append(bench.floor("floor", corpus, repos, source))
-        if skopeo:
-            result.runs.extend(bench.skopeo(corpus, repos, source))
-        result.runs.append(bench.measure("mirrord-startup", tools.startup_argv(), source, []))
+        result.runs.extend(yardsticks(bench, corpus, repos, source, skopeo=skopeo))
         result.runs.extend(bench.mirrord("mirrord", corpus, repos, source))
     return result
 
