@@ -106,7 +106,7 @@ def event_logger(*, verbose: bool = False) -> Callable[[ev.Event], None]:
         if not verbose and type(event) is ev.ImageDone and event.outcome == "unchanged":
             return
         match event:
-            case ev.ImageDone() if verbose or event.outcome != "unchanged":
+            case ev.ImageDone():  # an unchanged one only when verbose (returned above)
                 _log(
                     logging.INFO,
                     f"image {event.outcome}",
