@@ -50,6 +50,7 @@ from mirrord.core.events import (
     TransferFinished,
     TransferStarted,
 )
+from mirrord.core.together import gather_in_order
 from mirrord.oci import Descriptor, Digest
 from mirrord.registry.base import Repository, UploadSession, verifies_digest
 from mirrord.registry.errors import DigestMismatch, RegistryError
@@ -235,12 +236,12 @@ class BlobTransfers:
         sinks = self._live(sinks, report)
         if not sinks:
             return
-        present = await _gather([self._exists(s.repository, blob.digest) for s in sinks])
+        present = await gather_in_order([self._exists(s.repository, blob.digest) for s in sinks])
         for sink, exists in zip(sinks, present, strict=True):
             if exists:
                 self._done(sink, blob, "exists", report, entry)
         sinks = self._live([s for s, exists in zip(sinks, present, strict=True) if not exists], report)
-        mounted = await _gather([self._mount(source, s, blob.digest) for s in sinks])
+        mounted = await gather_in_order([self._mount(source, s, blob.digest) for s in sinks])
         for sink, ok in zip(sinks, mounted, strict=True):
             if ok:
                 self._done(sink, blob, "mounted", report, entry)
@@ -702,16 +703,6 @@ async def _consume(sink: _Sink, blob: Descriptor, channel: _Channel) -> BaseExce
         return exc
     finally:
         channel.close()
-
-
-async def _gather(coroutines: list[Coroutine[object, object, bool]]) -> list[bool]:
-    """Run small checks concurrently in a task group; results in order. One check (one target, the
-    usual case) is awaited directly: no task group, no task."""
-    if len(coroutines) <= 1:
-        return [await c for c in coroutines]
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(c) for c in coroutines]
-    return [t.result() for t in tasks]
 
 
 def _retryable(error: BaseException) -> bool:

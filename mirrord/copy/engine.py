@@ -69,6 +69,7 @@ from mirrord.core.events import (
     ImageStarted,
     ManifestPushed,
 )
+from mirrord.core.together import gather_in_order
 from mirrord.oci import Descriptor, Digest, OCIError, Platform
 from mirrord.registry.base import Repository
 from mirrord.registry.errors import ProtocolError
@@ -563,12 +564,7 @@ class CopyEngine:
         pushing = [(i, plan) for i, plan in plans.items() if i not in image.failures]
         for i, plan in pushing:
             self._log_rewrites(image, plan, image.request.targets[i])
-        if len(pushing) == 1:  # the usual case: awaited here, no task group and task for it
-            await self._push_target(image, pushing[0][1], pushing[0][0])
-            return
-        async with asyncio.TaskGroup() as group:
-            for i, plan in pushing:
-                group.create_task(self._push_target(image, plan, i))
+        await gather_in_order([self._push_target(image, plan, i) for i, plan in pushing])
 
     def _log_rewrites(self, image: _Image, plan: ImagePlan, target: Target) -> None:
         """Log old -> new for manifests a conversion rewrote (the filter's were logged when planned)."""

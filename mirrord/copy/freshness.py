@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from mirrord.copy.convert import SOURCE_TRANSFORM_ANNOTATION
 from mirrord.copy.planner import SOURCE_DIGEST_ANNOTATION, SOURCE_PLATFORMS_ANNOTATION, platforms_text
 from mirrord.copy.request import CopyRequest, Target
+from mirrord.core.together import gather_in_order
 from mirrord.oci import Descriptor, Digest, OCIError, Platform, is_digest, name_with_reference
 from mirrord.registry.errors import NotFound, RegistryError
 
@@ -36,30 +37,18 @@ async def check_targets(
         if t.tag is not None and i not in skip
     }
     try:
-        if is_digest(request.reference):
-            source_digest = Digest.parse(request.reference)
-        else:  # source_digest_of's HEAD, awaited here: one coroutine less per image
-            head = await request.source.manifest_head(request.reference)
-            if head is None:
-                raise _source_not_found(request)
-            source_digest = head.digest
+        source_digest = await source_digest_of(request)
     except BaseException:
         for task in by_tag.values():
             task.cancel()
         await asyncio.gather(*by_tag.values(), return_exceptions=True)
         raise
-    if len(request.targets) == 1:  # the usual case: no task group, no task, for one coroutine
-        if 0 in skip:
-            return source_digest, [None]
-        state = await target_state(request.targets[0], source_digest, request, by_tag.get(0), on_error)
-        return source_digest, [state]
-    async with asyncio.TaskGroup() as group:
-        tasks = {
-            i: group.create_task(target_state(t, source_digest, request, by_tag.get(i), on_error))
-            for i, t in enumerate(request.targets)
-            if i not in skip
-        }
-    return source_digest, [tasks[i].result() if i in tasks else None for i in range(len(request.targets))]
+    asked = [i for i in range(len(request.targets)) if i not in skip]
+    states = await gather_in_order(
+        [target_state(request.targets[i], source_digest, request, by_tag.get(i), on_error) for i in asked]
+    )
+    found = dict(zip(asked, states, strict=True))
+    return source_digest, [found.get(i) for i in range(len(request.targets))]
 
 
 async def source_digest_of(request: CopyRequest) -> Digest:
@@ -68,17 +57,13 @@ async def source_digest_of(request: CopyRequest) -> Digest:
         return Digest.parse(request.reference)
     head = await request.source.manifest_head(request.reference)
     if head is None:
-        raise _source_not_found(request)
+        raise NotFound(
+            f"{display(request)} not found",
+            registry=request.source.registry_key,
+            repository=request.source.name,
+            reference=request.reference,
+        )
     return head.digest
-
-
-def _source_not_found(request: CopyRequest) -> NotFound:
-    return NotFound(
-        f"{display(request)} not found",
-        registry=request.source.registry_key,
-        repository=request.source.name,
-        reference=request.reference,
-    )
 
 
 async def target_state(
