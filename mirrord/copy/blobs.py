@@ -443,13 +443,8 @@ class BlobTransfers:
         self.events.emit(TransferStarted(str(blob.digest), blob.size))
         ok = False
         try:
-            if len(sinks) == 1:
-                errors = {sinks[0].index: await _put_whole(sinks[0], blob, read)}
-            else:
-                async with asyncio.TaskGroup() as group:
-                    tasks = {s.index: group.create_task(_put_whole(s, blob, read)) for s in sinks}
-                errors = {i: t.result() for i, t in tasks.items()}
-            failed = {i: read.error or e for i, e in errors.items() if e is not None}
+            errors = await gather_in_order([_put_whole(s, blob, read) for s in sinks])
+            failed = {s.index: read.error or e for s, e in zip(sinks, errors, strict=True) if e is not None}
             ok = not failed
             return failed
         finally:
