@@ -227,10 +227,10 @@ async def put_blob(
     try:
         try:
             async with guard.watching(address, digest):
-                if isinstance(chunks, WholeBlob) and not (chunk_size and http.chunked_uploads is not False):
-                    await _put_whole(http, address, session, digest, size, chunks, guard)
-                elif chunk_size and http.chunked_uploads is not False:
+                if chunk_size and http.chunked_uploads is not False:
                     await _put_chunked(http, address, session, digest, size, body, chunk_size)
+                elif isinstance(chunks, WholeBlob):
+                    await _put_whole(http, address, session, digest, size, chunks, guard)
                 else:
                     await _put_monolithic(http, address, session, digest, size, body)
         except RegistryError as exc:
