@@ -101,7 +101,7 @@ def test_window_parsing() -> None:
 
 def test_host_limits_adapt_to_answers() -> None:
     limits = HostLimits(8, None)
-    limits.answered(429, {}, 0)
+    limits.answered(429, None, 0)
     assert limits.concurrency.capacity == 4
-    limits.answered(200, {"ratelimit-remaining": "5;w=10"}, 0)
+    limits.answered(200, "5;w=10", 0)
     assert limits.pacer.spacing == 2.0

@@ -182,22 +182,18 @@ class HostLimits:
         """Give the slot back."""
         self.concurrency.release()
 
-    def answered(self, status: int, headers: Mapping[str, str], generation: int) -> None:
+    def answered(self, status: int, quota: str | None, generation: int) -> None:
         """Adapt to a response to a request admitted in ``generation``: 429 halves the concurrency
-        (once per generation), any other answer grows it slowly; ``ratelimit-remaining`` feeds the
-        pacer."""
-        self.answered_quota(status, headers.get("ratelimit-remaining"), generation)
-
-    def answered_quota(self, status: int, header: str | None, generation: int) -> None:
-        """:meth:`answered` with the ``ratelimit-remaining`` header already read (or None)."""
+        (once per generation), any other answer grows it slowly; ``quota``, the response's
+        ``ratelimit-remaining`` header (None without one), feeds the pacer."""
         if status == 429:
             self.concurrency.throttled(generation)
         else:
             self.concurrency.succeeded()
-        if header:
-            remaining = parse_ratelimit_remaining(header)
+        if quota:
+            remaining = parse_ratelimit_remaining(quota)
             if remaining is not None:
-                self.pacer.observe(remaining, parse_ratelimit_window(header))
+                self.pacer.observe(remaining, parse_ratelimit_window(quota))
 
 
 class Transport:
@@ -404,7 +400,7 @@ class Exchange:
                 remaining = parse_ratelimit_remaining(quota)
                 if remaining is not None:
                     transport.emit(RateLimitObserved(settings.host, remaining))
-            limits.answered_quota(response.status, quota, generation)
+            limits.answered(response.status, quota, generation)
         except BaseException:
             self._release()
             raise
